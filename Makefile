@@ -1,0 +1,55 @@
+# Two commands for a fresh machine: `make run` (try it out) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 5000
+BASE := http://$(HOST):$(PORT)
+
+# `make run` starts the service with the built-in WeChat simulator as its WeChat: the real API hosts
+# are never contacted. Set these variables in the environment to point it somewhere else.
+export FLASK_WEIXIN_SIMULATOR ?= true
+export FLASK_WEIXIN_MP_API_BASE ?= $(BASE)/simulator/mp
+export FLASK_WEIXIN_QY_API_BASE ?= $(BASE)/simulator/qy
+export FLASK_SCHEDULER_ENABLED ?= true
+
+.PHONY: run test venv dev chromium translations clean
+
+run: $(VENV)/.installed
+	$(VENV)/bin/flask --app wsgi init-db
+	@echo "Open $(BASE)/ in your browser (the WeChat simulator is at $(BASE)/simulator/)."
+	$(VENV)/bin/flask --app wsgi run --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.dev-installed chromium
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$rc
+
+venv: $(VENV)/.installed
+dev: $(VENV)/.dev-installed
+
+$(VENV)/.installed: requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# Browser tests drive Debian's Chromium (Playwright's own browser download cannot work offline).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# After changing user-visible text: extract it, merge into the catalogues, translate, then compile.
+translations: $(VENV)/.installed
+	$(VENV)/bin/pybabel extract --no-location -F babel.cfg -k _l -k lazy_gettext -o webapp/translations/messages.pot .
+	$(VENV)/bin/pybabel update --no-fuzzy-matching -i webapp/translations/messages.pot -d webapp/translations
+	$(VENV)/bin/pybabel compile -d webapp/translations
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,59 @@
+"""Browser fixtures: Debian's Chromium driven by Playwright, against the app served over real HTTP."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from tests.livesrv import serve
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+# As root, and on machines without a network beyond package registries, Chromium needs these.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One Chromium for the whole session (a fresh context per test keeps tests apart)."""
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"Chromium not found at {CHROMIUM}: `make test` installs Debian's chromium package")
+    with sync_playwright() as playwright:
+        # Playwright's launch() gives Chromium a fresh temporary profile (--user-data-dir) each time.
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A new browser tab in a fresh context (no cookies), with a screenshot kept when the test fails."""
+    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
+    tab = context.new_page()
+    tab.set_default_timeout(10_000)
+    yield tab
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        os.makedirs("test-artifacts", exist_ok=True)
+        tab.screenshot(path=f"test-artifacts/{request.node.name}.png", full_page=True)
+    context.close()
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Remember each phase's outcome on the test item, so ``page`` can keep a failure screenshot."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture
+def live_server(app):
+    """The test app served over real HTTP on a free local port; yields its base URL."""
+    with serve(app) as base_url:
+        yield base_url

@@ -1,0 +1,1 @@
+"""Tests of the WeChat simulator, over real HTTP against its standalone app."""

@@ -1,0 +1,139 @@
+"""The token broker over real HTTP to the simulator: one fetch for many callers, recovery, refresh ahead."""
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, select, text, update
+
+from webapp import jobs, migrate
+from webapp.extensions import db
+from webapp.models import AccessToken, utcnow
+from webapp.simulator.world import (MP_APPID, MP_SECRET, OPENID_ALICE, QY_CORPID, QY_CORPSECRET,
+                                    TEMPLATE_NOTIFICATION_ID)
+from webapp.tokens import TokenSource, call_with_token, get_token, mp_client
+from webapp.wechat import WeChatAPIError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _mp_source():
+    return TokenSource.official_account(MP_APPID, MP_SECRET)
+
+
+def test_token_is_fetched_once_and_stored_encrypted(sim_app, simulator):
+    with sim_app.app_context():
+        first = get_token(_mp_source())
+        second = get_token(_mp_source())
+        row = db.session.scalar(select(AccessToken))
+    assert first == second and simulator.calls("stable_token") == 1
+    assert row.kind == "mp" and row.account == MP_APPID and first not in row.token_enc
+    assert row.expires_at > utcnow() + timedelta(minutes=100)
+
+
+def test_wecom_tokens_are_kept_per_application_secret(sim_app, simulator):
+    with sim_app.app_context():
+        source = TokenSource.wecom(QY_CORPID, QY_CORPSECRET)
+        assert get_token(source) == get_token(source)
+        account = db.session.scalar(select(AccessToken.account))
+    assert simulator.calls("gettoken") == 1
+    assert account.startswith(QY_CORPID + ":") and QY_CORPSECRET not in account
+
+
+def _send(token):
+    return mp_client().send_template(token, OPENID_ALICE, TEMPLATE_NOTIFICATION_ID, {"keyword1": "hi"})
+
+
+def test_an_invalidated_token_recovers_with_one_refresh(sim_app, simulator):
+    with sim_app.app_context():
+        call_with_token(_mp_source(), _send)
+        simulator.control("tokens/invalidate", {"channel": "mp"})
+        assert call_with_token(_mp_source(), _send)  # 40001, one refresh, one retry
+    assert simulator.calls("stable_token") == 2
+    assert len(simulator.messages(channel="mp")) == 2
+
+
+def test_an_expired_token_recovers(sim_app, simulator):
+    with sim_app.app_context():
+        call_with_token(_mp_source(), _send)
+        simulator.control("clock/advance", {"seconds": 7300})  # WeChat now answers 42001
+        call_with_token(_mp_source(), _send)
+    assert simulator.calls("stable_token") == 2
+
+
+def test_other_errors_are_not_retried(sim_app, simulator):
+    with sim_app.app_context():
+        with pytest.raises(WeChatAPIError) as caught:
+            call_with_token(_mp_source(), lambda token: mp_client().send_template(token, "o-nobody", TEMPLATE_NOTIFICATION_ID, {}))
+    assert caught.value.errcode == 40003 and simulator.calls("stable_token") == 1
+
+
+def test_a_failed_fetch_is_recorded_without_secrets(sim_app, simulator):
+    with sim_app.app_context():
+        with pytest.raises(WeChatAPIError):
+            get_token(TokenSource.official_account(MP_APPID, "f" * 32))
+        row = db.session.scalar(select(AccessToken))
+    assert row.token_enc is None and "40125" in row.last_error or "40001" in row.last_error
+    assert "f" * 32 not in row.last_error
+
+
+def test_the_scheduled_job_refreshes_ahead_of_expiry(sim_app, simulator):
+    from webapp import channel
+
+    with sim_app.app_context():
+        channel.save(channel.normalize({"wx_type": "mp", "wx_app_id": MP_APPID, "wx_secret": MP_SECRET,
+                                        "wx_token": "tok123", "wx_template_id": TEMPLATE_NOTIFICATION_ID}), actor="t")
+        jobs.refresh_tokens()
+        assert simulator.calls("stable_token") == 1
+        jobs.refresh_tokens()  # still fresh: nothing to do
+        assert simulator.calls("stable_token") == 1
+        db.session.execute(update(AccessToken).values(expires_at=utcnow() + timedelta(minutes=6)))
+        db.session.commit()
+        jobs.refresh_tokens()  # inside the refresh-ahead margin: fetched again
+        assert simulator.calls("stable_token") == 2
+
+
+def _run_workers(database_url, simulator, processes=3, threads=10):
+    start_at = time.time() + 4  # time for every process to import and build its app
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "tests.tokens_worker", database_url, simulator.mp_base, str(threads), str(start_at)],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(processes)
+    ]
+    tokens = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0 and "Traceback" not in err, err
+        tokens += out.split()
+    return tokens
+
+
+def test_thirty_callers_in_three_processes_cause_one_fetch(database_url, simulator):
+    simulator.control("settings", {"latency_ms": 300})  # a slow WeChat widens the race
+    tokens = _run_workers(database_url, simulator)
+    assert len(tokens) == 30 and len(set(tokens)) == 1
+    assert simulator.calls("stable_token") == 1
+
+
+@pytest.mark.postgres
+def test_thirty_callers_in_three_processes_cause_one_fetch_on_postgresql(postgres_url, simulator):
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = create_engine(postgres_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = f"{postgres_url}?options=-csearch_path%3D{schema}"
+    try:
+        engine = create_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        simulator.control("settings", {"latency_ms": 300})
+        tokens = _run_workers(url, simulator)
+        assert len(tokens) == 30 and len(set(tokens)) == 1
+        assert simulator.calls("stable_token") == 1
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

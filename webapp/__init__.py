@@ -1,0 +1,66 @@
+"""The WeChat notification service: a Flask application built by :func:`create_app`."""
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+from flask_babel import get_locale
+
+from webapp import cli, errors, jobs, secretbox
+from webapp.config import load_config
+from webapp.extensions import babel, bootstrap, csrf, db, login_manager
+from webapp.i18n import LANGUAGES, select_locale
+from webapp.web import nav_links
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the application: configuration, extensions, blueprints, error pages, commands, scheduler."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=os.path.join(PROJECT_ROOT, "templates"),
+        static_folder=os.path.join(PROJECT_ROOT, "static"),
+    )
+    os.makedirs(app.instance_path, exist_ok=True)
+    load_config(app, test_config)
+    register_extensions(app)
+    register_blueprints(app)
+    errors.register(app)
+    cli.register(app)
+    jobs.start_if_serving(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the extension objects of ``webapp.extensions`` to this app."""
+    db.init_app(app)
+    secretbox.init_app(app)
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    bootstrap.init_app(app)
+    login_manager.init_app(app)
+    app.jinja_env.globals.update(LANGUAGES=LANGUAGES, nav_links=nav_links, get_locale=get_locale)
+
+
+def register_blueprints(app: Flask) -> None:
+    """Mount each part of the service; the simulator only when it is switched on."""
+    from webapp.auth.routes import bp as auth_bp
+    from webapp.callback.routes import bp as callback_bp
+    from webapp.console.routes import bp as console_bp
+    from webapp.home.routes import bp as home_bp
+    from webapp.setup.routes import bp as setup_bp
+
+    app.register_blueprint(home_bp)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(setup_bp)
+    app.register_blueprint(console_bp)
+    app.register_blueprint(callback_bp)
+    csrf.exempt(callback_bp)  # WeChat authenticates by signature, not by a session
+    if app.config["WEIXIN_SIMULATOR"]:
+        from webapp.simulator import bp as simulator_bp
+
+        app.register_blueprint(simulator_bp)
+        # The simulator's forms are a local testing tool, not part of the service's protected pages.
+        csrf.exempt(simulator_bp)

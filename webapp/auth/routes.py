@@ -1,0 +1,81 @@
+"""Sign-in and sign-out pages."""
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required, login_user, logout_user
+
+from webapp.auth.forms import LoginForm
+from webapp.auth.services import Throttled, authenticate
+from webapp.extensions import db, login_manager
+from webapp.models import User
+from webapp.web import error_response, safe_next
+
+bp = Blueprint("auth", __name__)
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    """Flask-Login: the signed-in user, or None once the user is gone or disabled."""
+    try:
+        return db.session.get(User, int(user_id))
+    except (TypeError, ValueError):
+        return None
+
+
+@login_manager.unauthorized_handler
+def unauthorized():
+    """Send people to the sign-in page and back; tell programs in JSON."""
+    from webapp.web import wants_json_response
+
+    if wants_json_response():
+        return error_response(401, _("Please sign in to continue."))
+    flash(_("Please sign in to continue."), "info")
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def admin_required(view):
+    """Only administrators may use the decorated view (others get 403)."""
+
+    @wraps(view)
+    @login_required
+    def wrapped(*args, **kwargs):
+        if not current_user.is_admin:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Show the sign-in form; sign the user in and go to ``next`` (a path on this site only)."""
+    target = safe_next(request.args.get("next"), url_for("home.index"))
+    if current_user.is_authenticated:
+        return redirect(target)
+    form = LoginForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            user = authenticate(form.username.data, form.password.data, request.remote_addr or "")
+        except Throttled as exc:
+            minutes = max(1, (exc.retry_after + 59) // 60)
+            flash(_("Too many failed sign-ins. Wait %(n)d minute(s) and try again, or ask an administrator to reset your password.", n=minutes), "danger")
+            return render_template("auth/login.html", form=form), 429, {"Retry-After": str(exc.retry_after)}
+        if user is None:
+            flash(_("The user name or password is wrong."), "danger")
+            status = 401
+        else:
+            login_user(user, remember=form.remember.data)
+            return redirect(target)
+    return render_template("auth/login.html", form=form), status
+
+
+@bp.post("/logout")
+def logout():
+    """Sign out (POST with a CSRF token, checked by CSRFProtect, so other sites cannot sign people out)."""
+    logout_user()
+    flash(_("You are signed out."), "success")
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,94 @@
+"""Users: creation with password rules, authentication with throttling of failed attempts."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from flask_babel import gettext as _
+from sqlalchemy import delete, func, select
+
+from webapp.extensions import db
+from webapp.models import AuditEntry, LoginFailure, User, utcnow
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+class UserError(ValueError):
+    """A user cannot be created as asked; the message says why, for a person, and ``field`` which input."""
+
+    def __init__(self, message: str, field: str = "username") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class Throttled(Exception):
+    """Too many failed sign-ins; ``retry_after`` seconds until the next attempt is allowed."""
+
+    retry_after: int
+
+
+def check_new_credentials(username: str, password: str) -> None:
+    """Raise UserError if the name or password breaks the rules."""
+    if not USERNAME_RE.match(username or ""):
+        raise UserError(_("A user name is 1 to 64 letters, digits or the characters _ . @ -."))
+    minimum = current_app.config["PASSWORD_MIN_LENGTH"]
+    if len(password or "") < minimum:
+        raise UserError(_("The password must be at least %(n)d characters long.", n=minimum), "password")
+    if password.lower() == username.lower():
+        raise UserError(_("The password must not be the user name."), "password")
+
+
+def create_user(username: str, password: str, *, is_admin: bool = False, actor: str = "system") -> User:
+    """Create a user (committed) after checking the rules and that the name is free."""
+    check_new_credentials(username, password)
+    if db.session.scalar(select(User.id).where(func.lower(User.username) == username.lower())):
+        raise UserError(_("The user name %(name)s is already taken.", name=username))
+    user = User(username=username, is_admin=is_admin)
+    user.set_password(password)
+    with db.transaction() as session:
+        session.add(user)
+        session.add(AuditEntry(actor=actor, action="user.create", target=username, detail={"admin": is_admin}))
+    return user
+
+
+def admin_exists() -> bool:
+    """Whether at least one enabled administrator exists (first-run set-up is then done)."""
+    return db.session.scalar(select(User.id).where(User.is_admin.is_(True), User.enabled.is_(True)).limit(1)) is not None
+
+
+def authenticate(username: str, password: str, address: str) -> User | None:
+    """Return the user if the password is right; record and throttle failures.
+
+    Raises Throttled when this user name or address has failed too often recently; the
+    password is not even checked then, so guessing gains nothing.
+    """
+    config = current_app.config
+    window = timedelta(seconds=config["LOGIN_WINDOW_SECONDS"])
+    since = utcnow() - window
+    name = (username or "").strip().lower()[:64]
+    by_user = select(func.count(), func.min(LoginFailure.at)).where(LoginFailure.username == name, LoginFailure.at > since)
+    by_address = select(func.count(), func.min(LoginFailure.at)).where(LoginFailure.address == address, LoginFailure.at > since)
+    for statement, limit in ((by_user, config["LOGIN_MAX_FAILURES_PER_USER"]), (by_address, config["LOGIN_MAX_FAILURES_PER_ADDRESS"])):
+        count, oldest = db.session.execute(statement).one()
+        if count >= limit:
+            raise Throttled(retry_after=max(1, int((oldest + window - utcnow()).total_seconds())))
+
+    user = db.session.scalar(select(User).where(func.lower(User.username) == name))
+    if user is None or not user.check_password(password or "") or not user.enabled:
+        with db.transaction() as session:
+            session.add(LoginFailure(username=name, address=address))
+        return None
+    with db.transaction() as session:
+        user.last_login_at = utcnow()
+        session.execute(delete(LoginFailure).where(LoginFailure.username == name))
+    return user
+
+
+def purge_old_failures() -> int:
+    """Delete failed sign-ins older than the throttling window; returns how many."""
+    cutoff = utcnow() - timedelta(seconds=current_app.config["LOGIN_WINDOW_SECONDS"])
+    with db.transaction() as session:
+        return session.execute(delete(LoginFailure).where(LoginFailure.at < cutoff)).rowcount

@@ -1,0 +1,269 @@
+"""The connected WeChat channel: validating, checking live, storing and loading its configuration.
+
+The configuration keys are those of the contract (``wx_type``, ``wx_app_id``, ``wx_secret``, ...), used
+alike by ``flask --app wsgi weixin-config FILE.json`` and the set-up wizard. Secrets are stored
+encrypted and never handed back in full.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from webapp.extensions import db
+from webapp.models import CHANNEL_MP, CHANNEL_QYWX, AuditEntry, ChannelConfig
+from webapp.secretbox import box
+from webapp.tokens import TokenSource, call_with_token, get_token, mp_client, work_client
+from webapp.wechat import WeChatAPIError, WeChatError, WeChatTransportError, diagnose_transport
+from webapp.wechat.crypto import validate_encoding_aes_key, validate_token
+
+DEFAULT_TEMPLATE_FIELDS = {"heading": "first", "message": "keyword1", "date": "keyword2", "remark": "remark"}
+TEMPLATE_PARAMETERS = ("heading", "message", "date", "remark")
+ENCRYPT_MODES = ("plain", "compatible", "safe")
+QY_MSGTYPES = ("text", "textcard", "markdown")
+SECRET_KEYS = ("wx_secret", "wx_qy_corpsecret", "wx_encoding_aes_key")
+MP_KEYS = ("wx_app_id", "wx_secret", "wx_token", "wx_encoding_aes_key", "wx_encrypt_mode", "wx_template_id", "wx_template_fields")
+QY_KEYS = ("wx_qy_corpid", "wx_qy_corpsecret", "wx_qy_agentid", "wx_qy_msgtype")
+
+_APPID_RE = re.compile(r"^wx[0-9a-f]{16}$")
+_CORPID_RE = re.compile(r"^(ww|wx)[0-9a-zA-Z]{16}$")
+_TEMPLATE_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Channel:
+    """The stored configuration with secrets decrypted, for the code that talks to WeChat."""
+
+    wx_type: str
+    wx_app_id: str | None = None
+    wx_secret: str | None = None
+    wx_token: str | None = None
+    wx_encoding_aes_key: str | None = None
+    wx_previous_encoding_aes_key: str | None = None
+    wx_encrypt_mode: str = "plain"
+    wx_template_id: str | None = None
+    wx_template_fields: dict = field(default_factory=lambda: dict(DEFAULT_TEMPLATE_FIELDS))
+    wx_qy_corpid: str | None = None
+    wx_qy_corpsecret: str | None = None
+    wx_qy_agentid: int | None = None
+    wx_qy_msgtype: str = "text"
+
+    @property
+    def account(self) -> str:
+        """The account bindings belong to: the Official Account appid or the WeCom corpid."""
+        return (self.wx_app_id if self.wx_type == CHANNEL_MP else self.wx_qy_corpid) or ""
+
+    def token_source(self, corpsecret: str | None = None) -> TokenSource:
+        """Where this channel's access token comes from (optionally another WeCom app's secret)."""
+        if self.wx_type == CHANNEL_MP:
+            return TokenSource.official_account(self.wx_app_id, self.wx_secret)
+        return TokenSource.wecom(self.wx_qy_corpid, corpsecret or self.wx_qy_corpsecret)
+
+
+class ConfigInvalid(ValueError):
+    """The configuration breaks the rules; ``errors`` maps each wrong key to a sentence."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+class CheckFailed(Exception):
+    """The live check against WeChat failed; ``key`` names the setting at fault when known."""
+
+    def __init__(self, message_en: str, message_zh: str, key: str | None = None, errcode: int | None = None, ip: str | None = None):
+        super().__init__(message_en)
+        self.message_en, self.message_zh, self.key, self.errcode, self.ip = message_en, message_zh, key, errcode, ip
+
+
+def normalize(data: dict[str, Any], current: Channel | None = None) -> dict[str, Any]:
+    """Check and clean a configuration; raise ConfigInvalid listing every wrong key.
+
+    A secret left empty keeps the current value (so a form can show secrets masked).
+    """
+    if not isinstance(data, dict):
+        raise ConfigInvalid({"wx_type": "the configuration must be a JSON object"})
+    errors: dict[str, str] = {}
+    wx_type = str(data.get("wx_type", "")).strip()
+    wx_type = {"qy": CHANNEL_QYWX}.get(wx_type, wx_type)
+    if wx_type not in (CHANNEL_MP, CHANNEL_QYWX):
+        raise ConfigInvalid({"wx_type": 'must be "mp" (Official Account) or "qywx" (WeCom)'})
+
+    def text(key: str) -> str:
+        value = data.get(key)
+        if value is None or value == "":
+            if key in SECRET_KEYS and current is not None and current.wx_type == wx_type:
+                return getattr(current, key) or ""
+            return ""
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            errors[key] = "must be a string"
+            return ""
+        return str(value).strip()
+
+    clean: dict[str, Any] = {"wx_type": wx_type}
+    unknown = sorted(set(data) - {"wx_type", *MP_KEYS, *QY_KEYS})
+    if unknown:
+        errors[unknown[0]] = "is not a configuration key (check its spelling)"
+    if wx_type == CHANNEL_MP:
+        appid, secret, token = text("wx_app_id"), text("wx_secret"), text("wx_token")
+        aes_key, template_id = text("wx_encoding_aes_key"), text("wx_template_id")
+        mode = text("wx_encrypt_mode") or ("safe" if aes_key else "plain")
+        if not _APPID_RE.match(appid):
+            errors["wx_app_id"] = "the AppID is 'wx' followed by 16 hexadecimal characters (开发 → 基本配置)"
+        if not re.fullmatch(r"[0-9a-fA-F]{32}", secret):
+            errors["wx_secret"] = "the AppSecret is 32 hexadecimal characters (开发 → 基本配置 → AppSecret)"
+        if not validate_token(token):
+            errors["wx_token"] = "the Token is 3 to 32 letters or digits, the same as on WeChat's 服务器配置 page"
+        if aes_key and not validate_encoding_aes_key(aes_key):
+            errors["wx_encoding_aes_key"] = "the EncodingAESKey is 43 letters or digits"
+        if mode not in ENCRYPT_MODES:
+            errors["wx_encrypt_mode"] = "must be plain, compatible or safe"
+        elif mode != "plain" and not aes_key:
+            errors["wx_encoding_aes_key"] = "compatible and safe mode need the EncodingAESKey"
+        if not re.fullmatch(r"[A-Za-z0-9_-]{10,128}", template_id):
+            errors["wx_template_id"] = "the template ID is shown under 功能 → 模板消息 → 我的模板 (not the library number such as TM00015)"
+        fields = data.get("wx_template_fields") or dict(DEFAULT_TEMPLATE_FIELDS)
+        if not isinstance(fields, dict) or not fields:
+            errors["wx_template_fields"] = "must map heading/message/date/remark to template keys"
+        else:
+            bad = [k for k, v in fields.items() if k not in TEMPLATE_PARAMETERS or not isinstance(v, str) or not _TEMPLATE_KEY_RE.match(v)]
+            if bad:
+                errors["wx_template_fields"] = f"{bad[0]!r}: keys are heading, message, date, remark; values are template keys such as keyword1"
+            elif "message" not in fields:
+                errors["wx_template_fields"] = "the message must be mapped to a template key"
+        clean.update(wx_app_id=appid, wx_secret=secret, wx_token=token, wx_encoding_aes_key=aes_key or None,
+                     wx_encrypt_mode=mode, wx_template_id=template_id, wx_template_fields=fields)
+    else:
+        corpid, corpsecret, msgtype = text("wx_qy_corpid"), text("wx_qy_corpsecret"), text("wx_qy_msgtype") or "text"
+        agentid_text = text("wx_qy_agentid")
+        if not _CORPID_RE.match(corpid):
+            errors["wx_qy_corpid"] = "the CorpID is 18 characters starting with ww (我的企业 → 企业信息)"
+        if not re.fullmatch(r"[A-Za-z0-9_-]{20,64}", corpsecret):
+            errors["wx_qy_corpsecret"] = "the Secret is shown on the application's page (应用管理 → 应用 → Secret)"
+        if not agentid_text.isdigit() or not 0 < int(agentid_text) < 2**31:
+            errors["wx_qy_agentid"] = "the AgentId is a number shown on the application's page (应用管理 → 应用)"
+        if msgtype not in QY_MSGTYPES:
+            errors["wx_qy_msgtype"] = "must be text, textcard or markdown"
+        clean.update(wx_qy_corpid=corpid, wx_qy_corpsecret=corpsecret,
+                     wx_qy_agentid=int(agentid_text) if agentid_text.isdigit() else None, wx_qy_msgtype=msgtype)
+    if errors:
+        raise ConfigInvalid(errors)
+    return clean
+
+
+def _failure(exc: WeChatError, key_by_kind: dict[str, str]) -> CheckFailed:
+    if isinstance(exc, WeChatAPIError):
+        d = exc.diagnosis
+        # 40013 is a wrong AppID/CorpID, which the catalogue files under "secret" (the key pair).
+        key = key_by_kind.get("appid") if exc.errcode == 40013 else key_by_kind.get(d.kind)
+        return CheckFailed(d.message_en, d.message_zh, key, exc.errcode, d.ip)
+    d = diagnose_transport(exc)
+    return CheckFailed(d.message_en, d.message_zh)
+
+
+def check_live(clean: dict[str, Any]) -> dict[str, Any]:
+    """Check a normalized configuration against WeChat; return what was learnt, raise CheckFailed.
+
+    Official Account: an access token, and the template among the account's templates.
+    WeCom: an access token, and the application exists and is visible to at least one member.
+    """
+    channel = Channel(**clean)
+    source = channel.token_source()
+    if channel.wx_type == CHANNEL_MP:
+        try:
+            get_token(source)
+            templates = call_with_token(source, mp_client().get_all_private_template)
+        except WeChatError as exc:
+            raise _failure(exc, {"secret": "wx_secret", "appid": "wx_app_id", "ip": "wx_secret"}) from None
+        ids = [t.get("template_id") for t in templates]
+        if channel.wx_template_id not in ids:
+            raise CheckFailed(
+                f"The template {channel.wx_template_id} is not among this account's templates ({len(ids)} found). "
+                "Copy the ID from 功能 → 模板消息 → 我的模板.",
+                f"本公众号的模板中没有 {channel.wx_template_id}（共 {len(ids)} 个）。请从 功能 → 模板消息 → 我的模板 复制模板 ID。",
+                "wx_template_id",
+            )
+        return {"templates": len(ids)}
+    try:
+        get_token(source)
+        agent = call_with_token(source, lambda token: work_client().get_agent(token, channel.wx_qy_agentid))
+    except WeChatError as exc:
+        raise _failure(exc, {"secret": "wx_qy_corpsecret", "appid": "wx_qy_corpid", "corpid": "wx_qy_corpid",
+                             "agent": "wx_qy_agentid", "ip": "wx_qy_corpsecret"}) from None
+    users = (agent.get("allow_userinfos") or {}).get("user") or []
+    parties = (agent.get("allow_partys") or {}).get("partyid") or []
+    tags = (agent.get("allow_tags") or {}).get("tagid") or []
+    if agent.get("close"):
+        raise CheckFailed("The WeCom application is disabled. Enable it under 应用管理 → 应用.",
+                          "该企业微信应用已停用。请在 应用管理 → 应用 中启用。", "wx_qy_agentid")
+    if not (users or parties or tags):
+        raise CheckFailed(
+            "Nobody can see this WeCom application, so nobody could receive messages. Set its visible range "
+            "(应用管理 → 应用 → 可见范围) to the people who should be notified.",
+            "该企业微信应用的可见范围为空，没有人能收到消息。请在 应用管理 → 应用 → 可见范围 中添加需要接收通知的成员。",
+            "wx_qy_agentid",
+        )
+    return {"visible_users": len(users), "visible_parties": len(parties), "visible_tags": len(tags),
+            "redirect_domain": agent.get("redirect_domain", "")}
+
+
+def load() -> Channel | None:
+    """The configured channel with secrets decrypted, or None when none is configured."""
+    row = db.session.scalar(select(ChannelConfig).order_by(ChannelConfig.id).limit(1))
+    if row is None:
+        return None
+    secret_box = box()
+    return Channel(
+        wx_type=row.wx_type, wx_app_id=row.wx_app_id, wx_secret=secret_box.decrypt(row.wx_secret_enc),
+        wx_token=secret_box.decrypt(row.wx_token_enc), wx_encoding_aes_key=secret_box.decrypt(row.wx_encoding_aes_key_enc),
+        wx_previous_encoding_aes_key=secret_box.decrypt(row.wx_previous_encoding_aes_key_enc),
+        wx_encrypt_mode=row.wx_encrypt_mode, wx_template_id=row.wx_template_id,
+        wx_template_fields=row.wx_template_fields or dict(DEFAULT_TEMPLATE_FIELDS),
+        wx_qy_corpid=row.wx_qy_corpid, wx_qy_corpsecret=secret_box.decrypt(row.wx_qy_corpsecret_enc),
+        wx_qy_agentid=row.wx_qy_agentid, wx_qy_msgtype=row.wx_qy_msgtype,
+    )
+
+
+def save(clean: dict[str, Any], *, actor: str) -> ChannelConfig:
+    """Store a normalized configuration in one transaction, with an audit entry.
+
+    When the EncodingAESKey changes, the old one is kept as the previous key, so messages WeChat
+    encrypted before the switch are still read.
+    """
+    secret_box = box()
+    with db.transaction() as session:
+        row = session.scalar(select(ChannelConfig).order_by(ChannelConfig.id).limit(1).with_for_update())
+        if row is None:
+            row = ChannelConfig(wx_type=clean["wx_type"])
+            session.add(row)
+        old_key = secret_box.decrypt(row.wx_encoding_aes_key_enc) if row.wx_encoding_aes_key_enc else None
+        new_key = clean.get("wx_encoding_aes_key")
+        row.wx_type = clean["wx_type"]
+        if clean["wx_type"] == CHANNEL_MP:
+            row.wx_app_id = clean["wx_app_id"]
+            row.wx_secret_enc = secret_box.encrypt(clean["wx_secret"])
+            row.wx_token_enc = secret_box.encrypt(clean["wx_token"])
+            row.wx_encoding_aes_key_enc = secret_box.encrypt(new_key)
+            if old_key and new_key and old_key != new_key:
+                row.wx_previous_encoding_aes_key_enc = secret_box.encrypt(old_key)
+            row.wx_encrypt_mode = clean["wx_encrypt_mode"]
+            row.wx_template_id = clean["wx_template_id"]
+            row.wx_template_fields = clean["wx_template_fields"]
+        else:
+            row.wx_qy_corpid = clean["wx_qy_corpid"]
+            row.wx_qy_corpsecret_enc = secret_box.encrypt(clean["wx_qy_corpsecret"])
+            row.wx_qy_agentid = clean["wx_qy_agentid"]
+            row.wx_qy_msgtype = clean["wx_qy_msgtype"]
+        row.updated_by = actor
+        public = {k: v for k, v in clean.items() if k not in SECRET_KEYS and k != "wx_token"}
+        session.add(AuditEntry(actor=actor, action="channel.configure", target=clean["wx_type"], detail=public))
+    return row
+
+
+def masked(value: str | None) -> str:
+    """A secret shown the only way it may be: its last four characters."""
+    if not value:
+        return ""
+    return "•" * 8 + value[-4:] if len(value) > 8 else "•" * 8

@@ -1,0 +1,96 @@
+"""Configuration: built-in defaults, then ``instance/config.py``, then ``FLASK_*`` environment variables.
+
+The names and defaults are part of the service's outside contract (see the README's configuration
+table). Later sources win, so an operator can keep a config file and still override one value from
+the environment.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+SECRET_KEY_FILE = "secret_key"
+
+
+class Defaults:
+    """Values used when neither ``instance/config.py`` nor the environment sets them."""
+
+    # SECRET_KEY has no default on purpose: see ensure_secret_key().
+    DATABASE_URL: str | None = None  # None means an SQLite file in the instance folder
+    WEIXIN_MP_API_BASE = "https://api.weixin.qq.com"
+    WEIXIN_QY_API_BASE = "https://qyapi.weixin.qq.com"
+    WEIXIN_QY_LOGIN_URL = "https://login.work.weixin.qq.com/wwlogin/sso/login"
+    PUBLIC_URL: str | None = None  # None means "taken from the request"
+    SCHEDULER_ENABLED = True
+    WEIXIN_SIMULATOR = False
+
+    # Sessions and forms.
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    WTF_CSRF_TIME_LIMIT = 3600 * 4
+
+    # Failed logins allowed in LOGIN_WINDOW_SECONDS, per user name and per client address.
+    LOGIN_MAX_FAILURES_PER_USER = 5
+    LOGIN_MAX_FAILURES_PER_ADDRESS = 20
+    LOGIN_WINDOW_SECONDS = 15 * 60
+    PASSWORD_MIN_LENGTH = 8
+
+    # Pages are served with our own copies of Bootstrap (from the Bootstrap-Flask package), never a CDN.
+    BOOTSTRAP_SERVE_LOCAL = True
+    BABEL_DEFAULT_LOCALE = "en"
+    BABEL_TRANSLATION_DIRECTORIES = str(Path(__file__).parent / "translations")
+
+    MAX_CONTENT_LENGTH = 1024 * 1024
+
+
+def load_config(app: Flask, test_config: dict | None) -> None:
+    """Fill ``app.config`` from defaults, the instance file, the environment and ``test_config``."""
+    app.config.from_object(Defaults)
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        # FLASK_FOO=value sets FOO; values are parsed as JSON when they can be ("true" -> True).
+        app.config.from_prefixed_env()
+    else:
+        app.config.from_mapping(test_config)
+    app.config["SCHEDULER_ENABLED"] = as_bool(app.config["SCHEDULER_ENABLED"])
+    app.config["WEIXIN_SIMULATOR"] = as_bool(app.config["WEIXIN_SIMULATOR"])
+    for key in ("WEIXIN_MP_API_BASE", "WEIXIN_QY_API_BASE", "PUBLIC_URL"):
+        if app.config.get(key):
+            app.config[key] = str(app.config[key]).rstrip("/")
+    if not app.config.get("DATABASE_URL"):
+        app.config["DATABASE_URL"] = "sqlite:///" + os.path.join(app.instance_path, "weixin.sqlite3")
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = ensure_secret_key(Path(app.instance_path))
+
+
+def as_bool(value) -> bool:
+    """Read a boolean the way an operator would write it in the environment."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+def ensure_secret_key(instance_path: Path) -> str:
+    """Return the secret key kept in the instance folder, creating it (mode 0600) the first time.
+
+    Several workers may start at once: the file is created with O_EXCL, so exactly one of them
+    writes it and the others read what it wrote.
+    """
+    path = instance_path / SECRET_KEY_FILE
+    instance_path.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+        if not key:
+            raise RuntimeError(f"{path} is empty: delete it to have a new secret key generated")
+        return key
+    key = secrets.token_hex(32)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key

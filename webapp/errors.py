@@ -1,0 +1,56 @@
+"""Error answers: friendly pages for people, JSON for programs, plain text for WeChat's callbacks."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from webapp.extensions import db
+from webapp.web import error_response
+
+log = logging.getLogger(__name__)
+
+
+def _messages() -> dict[int, tuple[str, str]]:
+    # Built per request so the sentences come out in the reader's language.
+    return {
+        400: (_("Bad request"), _("The request could not be understood. Check what was sent and try again.")),
+        401: (_("Sign-in required"), _("Please sign in to continue.")),
+        403: (_("Not allowed"), _("Your account is not allowed to open this page. Ask an administrator if you need it.")),
+        404: (_("Page not found"), _("There is nothing at this address. Check the link, or go back to the home page.")),
+        405: (_("Method not allowed"), _("This address does not accept that kind of request.")),
+        413: (_("Request too large"), _("What was sent is larger than this service accepts.")),
+        429: (_("Too many requests"), _("Too many requests in a short time. Wait a moment and try again.")),
+        500: (_("Something went wrong"), _("The service met an unexpected error. Try again; if it persists, tell your administrator.")),
+    }
+
+
+def register(app: Flask) -> None:
+    """Install the error handlers on ``app``."""
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        return error_response(
+            400,
+            _("The form has expired or was not sent from this site. Reload the page and submit it again."),
+            _("Form expired"),
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        title, message = _messages().get(exc.code, (exc.name, exc.description or exc.name))
+        response = error_response(exc.code or 500, message, title)
+        if getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception):
+        # Never hand the exception's text to the client: it may hold internals or secrets.
+        db.session.rollback()
+        log.exception("unhandled error")
+        title, message = _messages()[500]
+        return error_response(500, message, title)

@@ -1,0 +1,1 @@
+"""First-run set-up: until an administrator exists, every page leads here."""

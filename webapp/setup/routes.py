@@ -1,0 +1,60 @@
+"""The first-run page and the guard that leads every page there until set-up is done."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import login_user
+
+from webapp.auth.services import UserError, admin_exists
+from webapp.setup.forms import AdminForm
+from webapp.setup.services import SetupAlreadyDone, create_first_admin
+from webapp.web import error_response, is_machine_path, wants_json_response
+
+bp = Blueprint("setup", __name__, url_prefix="/setup")
+
+# Reachable before set-up: the set-up pages themselves, static files, health checks, the simulator.
+OPEN_PREFIXES = ("/setup", "/static/", "/healthz", "/simulator", "/language/")
+
+
+def setup_done() -> bool:
+    """Whether an administrator exists; remembered per process once true (it never becomes false)."""
+    if current_app.extensions.get("setup_done"):
+        return True
+    done = admin_exists()
+    if done:
+        current_app.extensions["setup_done"] = True
+    return done
+
+
+@bp.before_app_request
+def require_setup():
+    """Until an administrator exists, send pages to /setup/; programs get JSON, WeChat plain text."""
+    path = request.path
+    if path.startswith(OPEN_PREFIXES) or is_machine_path(path) or setup_done():
+        return None
+    if wants_json_response():
+        return error_response(503, _("The service is not set up yet: an administrator must finish first-run set-up."))
+    return redirect(url_for("setup.index"))
+
+
+@bp.route("/", methods=["GET", "POST"])
+def index():
+    """Create the first administrator; once one exists this page only says so."""
+    if setup_done():
+        flash(_("Set-up is already done. Sign in with an administrator account."), "info")
+        return redirect(url_for("auth.login"))
+    form = AdminForm()
+    if form.validate_on_submit():
+        try:
+            user = create_first_admin(form.username.data.strip(), form.password.data)
+        except SetupAlreadyDone:
+            flash(_("Set-up is already done. Sign in with an administrator account."), "info")
+            return redirect(url_for("auth.login"))
+        except UserError as exc:
+            form[exc.field].errors.append(str(exc))
+        else:
+            current_app.extensions["setup_done"] = True
+            login_user(user)
+            flash(_("Welcome! Your administrator account %(name)s is ready.", name=user.username), "success")
+            return redirect(url_for("console.index"))
+    return render_template("setup/admin.html", form=form)
