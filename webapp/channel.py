@@ -15,7 +15,7 @@ from sqlalchemy import select
 from webapp.extensions import db
 from webapp.models import CHANNEL_MP, CHANNEL_QYWX, AuditEntry, ChannelConfig
 from webapp.secretbox import box
-from webapp.tokens import TokenSource, call_with_token, get_token, mp_client, work_client
+from webapp.tokens import TokenSource, mp_client, work_client
 from webapp.wechat import WeChatAPIError, WeChatError, WeChatTransportError, diagnose_transport
 from webapp.wechat.crypto import validate_encoding_aes_key, validate_token
 
@@ -170,11 +170,12 @@ def check_live(clean: dict[str, Any]) -> dict[str, Any]:
     WeCom: an access token, and the application exists and is visible to at least one member.
     """
     channel = Channel(**clean)
+    # Fetch a token with exactly these keys: a token cached for the same account would hide a wrong secret.
     source = channel.token_source()
     if channel.wx_type == CHANNEL_MP:
         try:
-            get_token(source)
-            templates = call_with_token(source, mp_client().get_all_private_template)
+            token, _ = source.fetch()
+            templates = mp_client().get_all_private_template(token)
         except WeChatError as exc:
             raise _failure(exc, {"secret": "wx_secret", "appid": "wx_app_id", "ip": "wx_secret"}) from None
         ids = [t.get("template_id") for t in templates]
@@ -187,8 +188,8 @@ def check_live(clean: dict[str, Any]) -> dict[str, Any]:
             )
         return {"templates": len(ids)}
     try:
-        get_token(source)
-        agent = call_with_token(source, lambda token: work_client().get_agent(token, channel.wx_qy_agentid))
+        token, _ = source.fetch()
+        agent = work_client().get_agent(token, channel.wx_qy_agentid)
     except WeChatError as exc:
         raise _failure(exc, {"secret": "wx_qy_corpsecret", "appid": "wx_qy_corpid", "corpid": "wx_qy_corpid",
                              "agent": "wx_qy_agentid", "ip": "wx_qy_corpsecret"}) from None

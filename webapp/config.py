@@ -46,6 +46,10 @@ class Defaults:
     BABEL_TRANSLATION_DIRECTORIES = str(Path(__file__).parent / "translations")
 
     MAX_CONTENT_LENGTH = 1024 * 1024
+    # Number of reverse proxies in front of the service whose X-Forwarded-* headers are trusted.
+    PROXY_COUNT = 0
+    # Callback requests whose timestamp is further than this from the server's clock are refused.
+    CALLBACK_MAX_CLOCK_SKEW = 300
 
 
 def load_config(app: Flask, test_config: dict | None) -> None:

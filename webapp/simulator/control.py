@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from flask import Response, jsonify, request
 
-from webapp.simulator import bp
+from webapp.simulator import bp, push
 from webapp.simulator.gate import current_world
 from webapp.simulator.world import QY_AGENTID
 
@@ -57,7 +57,7 @@ def control_settings() -> dict[str, Any]:
 @control
 def control_update_settings() -> dict[str, Any]:
     """Change some settings: latency_ms, token_lifetime, mp_ip_check, mp_ip_whitelist,
-    qy_ip_check, qy_ip_whitelist, qy_strict_limits."""
+    qy_ip_check, qy_ip_whitelist, qy_strict_limits, push_timeout."""
     return current_world().update_settings(body())
 
 
@@ -186,6 +186,87 @@ def control_mp_template_remove(template_id: str) -> dict[str, Any]:
 def control_mp_qrcodes() -> dict[str, Any]:
     """Every QR code created so far, with its scene."""
     return {"qrcodes": current_world().list_tickets()}
+
+
+@bp.get("/_control/mp/server")
+@control
+def control_mp_server() -> dict[str, Any]:
+    """The Official Account's server configuration (URL, token, EncodingAESKey, mode, enabled)
+    as ``server``, and the outcome of the last URL check as ``last_check``."""
+    return current_world().get_mp_server()
+
+
+@bp.post("/_control/mp/server")
+@control
+def control_mp_server_submit() -> dict[str, Any]:
+    """Submit the server configuration as in the MP console: the URL is checked with WeChat's
+    signed GET and the configuration kept only if it answers the echostr. Answers the check
+    (``ok``, ``reason``, ``message``, ``detail``, ``status``, ...) and the ``server`` in force;
+    a failed check is still HTTP 200. ``{"enabled": false}`` alone turns pushing off."""
+    return push.configure_server(current_world(), body())
+
+
+@bp.delete("/_control/mp/server")
+@control
+def control_mp_server_clear() -> dict[str, Any]:
+    """Forget the server configuration (nothing is pushed any more)."""
+    world = current_world()
+    world.clear_mp_server()
+    return world.get_mp_server()
+
+
+@bp.post("/_control/mp/push")
+@control
+def control_mp_push() -> dict[str, Any]:
+    """Push any event or message to the service: ``{"openid", "fields": {...}}``; answers the
+    push with its tries and outcome."""
+    data = body()
+    fields = data.get("fields")
+    if not isinstance(fields, dict):
+        raise ValueError("fields must be a JSON object")
+    return push.push_event(current_world(), data.get("openid"), fields).to_dict()
+
+
+@bp.get("/_control/mp/pushes")
+@control
+def control_mp_pushes() -> dict[str, Any]:
+    """Pushes made to the service, oldest first (``openid`` and ``limit`` narrow the list)."""
+    limit = request.args.get("limit")
+    return {"pushes": current_world().list_pushes(
+        request.args.get("openid"), int(limit) if limit else None)}
+
+
+@bp.get("/_control/mp/chat/<openid>")
+@control
+def control_mp_chat(openid: str) -> dict[str, Any]:
+    """What a person's chat shows besides template messages: what they sent, passive replies,
+    WeChat's notices and follow/unfollow lines, oldest first."""
+    return {"chat": current_world().get_chat(openid)}
+
+
+@bp.post("/_control/mp/phone/text")
+@control
+def control_mp_phone_text() -> dict[str, Any]:
+    """A follower sends a text message: ``{"openid", "content"}``; answers the push."""
+    data = body()
+    return push.phone_send_text(current_world(), data.get("openid"),
+                                data.get("content")).to_dict()
+
+
+@bp.post("/_control/mp/phone/subscribe")
+@control
+def control_mp_phone_subscribe() -> dict[str, Any]:
+    """A person follows the account: ``{"openid"}`` (optionally ``event_key``, ``ticket``)."""
+    data = body()
+    return push.phone_subscribe(current_world(), data.get("openid"),
+                                str(data.get("event_key") or ""), data.get("ticket")).to_dict()
+
+
+@bp.post("/_control/mp/phone/unsubscribe")
+@control
+def control_mp_phone_unsubscribe() -> dict[str, Any]:
+    """A person unfollows the account: ``{"openid"}``."""
+    return push.phone_unsubscribe(current_world(), body().get("openid")).to_dict()
 
 
 @bp.post("/_control/qy/corp")

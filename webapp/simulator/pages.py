@@ -11,13 +11,16 @@ from flask import abort, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from werkzeug.wrappers import Response
 
-from webapp.simulator import bp
+from webapp.simulator import bp, push
 from webapp.simulator.gate import current_world
-from webapp.simulator.world import ENDPOINTS, FAULT_KINDS
+from webapp.simulator.world import ENDPOINTS, FAULT_KINDS, SERVER_MODES
+from webapp.wechat import generate_encoding_aes_key
 
 #: Messages shown per person on the overview, and on a single phone.
 OVERVIEW_LIMIT = 10
 PHONE_LIMIT = 100
+#: Pushes shown in a phone page's callback log (newest first).
+PUSH_LOG_SHOWN = 20
 
 _TAG = re.compile(r"<[^>]*>")
 _BREAK = re.compile(r"<br\s*/?>|</div>|</p>", re.IGNORECASE)
@@ -51,6 +54,22 @@ def _prepare(message: dict[str, Any], app_names: dict[int, str]) -> dict[str, An
     return message
 
 
+def _prepare_chat(entry: dict[str, Any], app_names: dict[int, str]) -> dict[str, Any]:
+    """A line of an Official Account chat: a template card, or a chat line with its time."""
+    if entry.get("kind") == "template":
+        return _prepare(entry, app_names)
+    entry["time_text"] = _clock_text(entry["time"])
+    return entry
+
+
+def _prepare_push(item: dict[str, Any]) -> dict[str, Any]:
+    """Add readable times to a push of the log."""
+    item["time_text"] = _clock_text(item["time"])
+    for attempt in item["tries"]:
+        attempt["at_text"] = time.strftime("%H:%M:%S", time.localtime(attempt["at"]))
+    return item
+
+
 def _page_context(limit: int) -> dict[str, Any]:
     world = current_world()
     view = world.phone_view(limit)
@@ -58,6 +77,12 @@ def _page_context(limit: int) -> dict[str, Any]:
     for channel in ("mp", "qy"):
         for person in view[channel]["people"]:
             person["messages"] = [_prepare(m, app_names) for m in person["messages"]]
+            if channel == "mp":
+                person["timeline"] = [_prepare_chat(e, app_names) for e in person["timeline"]]
+    server_state = world.get_mp_server()
+    last_check = server_state["last_check"]
+    if last_check:
+        last_check["time_text"] = _clock_text(last_check["time"])
     root = request.url_root.rstrip("/") + (bp.url_prefix or "")
     action, action_time = view["last_action"]
     return {
@@ -74,6 +99,12 @@ def _page_context(limit: int) -> dict[str, Any]:
         "api_base": {"mp": f"{root}/mp", "qy": f"{root}/qy"},
         "endpoints": ENDPOINTS,
         "fault_kinds": FAULT_KINDS,
+        "server": server_state["server"],
+        "server_check": last_check,
+        "server_modes": SERVER_MODES,
+        # Like the MP console, offer a random EncodingAESKey while none is set.
+        "suggested_key": server_state["server"]["encoding_aes_key"] or generate_encoding_aes_key(),
+        "callback_hint": request.url_root.rstrip("/") + "/console/user_center/weixin/mp/callback/",
         "lang": str(get_locale() or "en"),
     }
 
@@ -92,8 +123,12 @@ def phone(person_id: str) -> str:
     for channel in ("mp", "qy"):
         for person in view[channel]["people"]:
             if person["id"] == person_id or (channel == "qy" and person["id"] == person_id.lower()):
+                pushes = []
+                if channel == "mp":
+                    pushes = [_prepare_push(p) for p in
+                              current_world().list_pushes(person["id"], PUSH_LOG_SHOWN)[::-1]]
                 return render_template("simulator/phone.html", person=person, channel=channel,
-                                       **context)
+                                       pushes=pushes, **context)
     abort(404)
 
 
@@ -129,6 +164,11 @@ def panel_settings() -> Response:
         "qy_ip_whitelist": form.get("qy_ip_whitelist", ""),
         "qy_strict_limits": "qy_strict_limits" in form,
     }
+    if form.get("push_timeout"):
+        try:
+            changes["push_timeout"] = float(form["push_timeout"])
+        except ValueError:
+            abort(400, description="push_timeout must be a number")
     try:
         current_world().update_settings(changes)
     except ValueError as exc:
@@ -162,12 +202,64 @@ def panel_reset() -> Response:
 
 @bp.post("/panel/follow")
 def panel_follow() -> Response:
-    """Make a simulated WeChat user follow or unfollow the Official Account."""
+    """The person follows (subscribe) or unfollows (unsubscribe) the Official Account; with a
+    server configuration on, the event is pushed to the service before the page comes back."""
+    openid = request.form.get("openid", "")
+    world = current_world()
+    users = {u["openid"]: u for u in world.describe()["mp"]["users"]}
+    if openid not in users:
+        abort(404)
+    follow = request.form.get("following") == "1"
+    if follow != users[openid]["following"]:  # a second click on a stale page does nothing
+        if follow:
+            push.phone_subscribe(world, openid)
+        else:
+            push.phone_unsubscribe(world, openid)
+    return _back()
+
+
+@bp.post("/panel/send")
+def panel_send() -> Response:
+    """The person sends a text message to the account (pushed to the service when the server
+    configuration is on; the page comes back once WeChat would have given up waiting)."""
     openid = request.form.get("openid", "")
     world = current_world()
     if openid not in {u["openid"] for u in world.describe()["mp"]["users"]}:
         abort(404)
-    world.upsert_mp_user(openid, following=request.form.get("following") == "1")
+    try:
+        push.phone_send_text(world, openid, request.form.get("content", ""))
+    except ValueError as exc:
+        abort(400, description=str(exc))
+    return _back()
+
+
+@bp.post("/panel/server")
+def panel_server() -> Response:
+    """Submit the server configuration form: the URL check runs and its outcome is shown on the
+    page; a configuration that fails it is not kept."""
+    form = request.form
+    changes = {
+        "url": form.get("url", ""),
+        "token": form.get("token", ""),
+        "encoding_aes_key": form.get("encoding_aes_key", ""),
+        "mode": form.get("mode", "plain"),
+        "enabled": "enabled" in form,
+    }
+    world = current_world()
+    try:
+        push.configure_server(world, changes)
+    except push.InvalidServer as exc:
+        push.refuse_server(world, exc, changes)
+    return _back()
+
+
+@bp.post("/panel/server/enabled")
+def panel_server_enabled() -> Response:
+    """Turn pushing on or off without changing (or re-checking) the configuration."""
+    try:
+        current_world().set_mp_server_enabled(request.form.get("enabled") == "1")
+    except ValueError as exc:
+        abort(400, description=str(exc))
     return _back()
 
 
