@@ -77,3 +77,9 @@ def test_healthz_reports_a_broken_database(make_app, tmp_path):
     app = make_app(DATABASE_URL=f"sqlite:///{broken}")
     response = app.test_client().get("/healthz")
     assert response.status_code == 503 and response.json["database"] == "unavailable"
+
+
+def test_first_run_page_gets_its_assets_before_setup(client):
+    html = client.get("/setup/").text
+    for asset in re.findall(r'(?:src|href)="(/[^"]+\.(?:css|js|svg))"', html):
+        assert client.get(asset).status_code == 200, asset

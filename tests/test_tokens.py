@@ -90,8 +90,10 @@ def test_the_scheduled_job_refreshes_ahead_of_expiry(sim_app, simulator):
         assert simulator.calls("stable_token") == 1
         jobs.refresh_tokens()  # still fresh: nothing to do
         assert simulator.calls("stable_token") == 1
-        db.session.execute(update(AccessToken).values(expires_at=utcnow() + timedelta(minutes=6)))
-        db.session.commit()
+        # As if fetched 114 minutes ago: 6 of its 120 minutes left, inside the refresh-ahead margin.
+        with db.transaction() as session:
+            session.execute(update(AccessToken).values(fetched_at=utcnow() - timedelta(minutes=114),
+                                                       expires_at=utcnow() + timedelta(minutes=6)))
         jobs.refresh_tokens()  # inside the refresh-ahead margin: fetched again
         assert simulator.calls("stable_token") == 2
 
@@ -137,3 +139,32 @@ def test_thirty_callers_in_three_processes_cause_one_fetch_on_postgresql(postgre
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def test_two_schedulers_running_by_mistake_refresh_once(sim_app, simulator):
+    """Two scheduler processes (here: threads with their own app contexts) run the refresh job at once."""
+    import threading
+
+    from webapp import channel
+
+    with sim_app.app_context():
+        channel.save(channel.normalize({"wx_type": "mp", "wx_app_id": MP_APPID, "wx_secret": MP_SECRET,
+                                        "wx_token": "tok123", "wx_template_id": TEMPLATE_NOTIFICATION_ID}), actor="t")
+    simulator.control("settings", {"latency_ms": 300})
+    errors = []
+
+    def scheduler_run():
+        with sim_app.app_context():
+            try:
+                jobs.refresh_tokens()
+            except Exception as exc:  # reported below
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    runs = [threading.Thread(target=scheduler_run) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert not errors and simulator.calls("stable_token") == 1

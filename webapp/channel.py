@@ -7,16 +7,19 @@ encrypted and never handed back in full.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-from sqlalchemy import select
+from flask import current_app
+from sqlalchemy import select, text
 
 from webapp.extensions import db
 from webapp.models import CHANNEL_MP, CHANNEL_QYWX, AuditEntry, ChannelConfig
 from webapp.secretbox import box
 from webapp.tokens import TokenSource, mp_client, work_client
-from webapp.wechat import WeChatAPIError, WeChatError, WeChatTransportError, diagnose_transport
+from webapp.wechat import MessageCrypto, WeChatAPIError, WeChatError, diagnose_transport
 from webapp.wechat.crypto import validate_encoding_aes_key, validate_token
 
 DEFAULT_TEMPLATE_FIELDS = {"heading": "first", "message": "keyword1", "date": "keyword2", "remark": "remark"}
@@ -54,6 +57,16 @@ class Channel:
     def account(self) -> str:
         """The account bindings belong to: the Official Account appid or the WeCom corpid."""
         return (self.wx_app_id if self.wx_type == CHANNEL_MP else self.wx_qy_corpid) or ""
+
+    @cached_property
+    def crypto(self) -> MessageCrypto | None:
+        """The callback message crypto of this Official Account (None without an EncodingAESKey).
+
+        Kept with the cached configuration, so keys are decoded once, not per callback.
+        """
+        if self.wx_type != CHANNEL_MP or not self.wx_encoding_aes_key:
+            return None
+        return MessageCrypto(self.wx_token, self.wx_encoding_aes_key, self.wx_app_id, self.wx_previous_encoding_aes_key)
 
     def token_source(self, corpsecret: str | None = None) -> TokenSource:
         """Where this channel's access token comes from (optionally another WeCom app's secret)."""
@@ -210,11 +223,37 @@ def check_live(clean: dict[str, Any]) -> dict[str, Any]:
             "redirect_domain": agent.get("redirect_domain", "")}
 
 
+CACHE_SECONDS = 2.0
+_CONFIG_VERSION = text("SELECT id, updated_at FROM channel_config ORDER BY id LIMIT 1")
+
+
 def load() -> Channel | None:
-    """The configured channel with secrets decrypted, or None when none is configured."""
-    row = db.session.scalar(select(ChannelConfig).order_by(ChannelConfig.id).limit(1))
-    if row is None:
-        return None
+    """The configured channel with secrets decrypted, or None when none is configured.
+
+    Every callback and send needs it, so each process keeps the decrypted configuration and checks
+    at most every CACHE_SECONDS that the stored row has not changed (a change made in this process
+    is seen at once, one made by another process within that time).
+    """
+    cache = current_app.extensions.setdefault("channel_cache", {"checked": 0.0, "version": None, "channel": None})
+    if time.monotonic() - cache["checked"] < CACHE_SECONDS:
+        return cache["channel"]
+    version = db.session.connection().execute(_CONFIG_VERSION).first()
+    if version is None:
+        channel = None
+    elif cache["version"] == tuple(version):
+        channel = cache["channel"]
+    else:
+        channel = _decrypt(db.session.get(ChannelConfig, version[0]))
+    cache.update(checked=time.monotonic(), version=tuple(version) if version else None, channel=channel)
+    return channel
+
+
+def forget_cached() -> None:
+    """Make the next :func:`load` in this process read the stored configuration again."""
+    current_app.extensions.pop("channel_cache", None)
+
+
+def _decrypt(row: ChannelConfig) -> Channel:
     secret_box = box()
     return Channel(
         wx_type=row.wx_type, wx_app_id=row.wx_app_id, wx_secret=secret_box.decrypt(row.wx_secret_enc),
@@ -260,6 +299,7 @@ def save(clean: dict[str, Any], *, actor: str) -> ChannelConfig:
         row.updated_by = actor
         public = {k: v for k, v in clean.items() if k not in SECRET_KEYS and k != "wx_token"}
         session.add(AuditEntry(actor=actor, action="channel.configure", target=clean["wx_type"], detail=public))
+    forget_cached()
     return row
 
 

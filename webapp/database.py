@@ -1,7 +1,8 @@
 """A small SQLAlchemy 2.x integration: one engine per app, one scoped session per request or job."""
 from __future__ import annotations
 
-from contextlib import contextmanager
+import threading
+from contextlib import contextmanager, nullcontext
 
 from flask import Flask
 from sqlalchemy import Engine, create_engine, event
@@ -17,13 +18,16 @@ class Database:
 
     def __init__(self) -> None:
         self._factory = sessionmaker(expire_on_commit=False)
+        # SQLite admits one writer at a time and makes the others sleep and poll (1 ms, 2 ms, 5 ms...);
+        # threads of one process queue on this lock instead, which is far cheaper under load.
+        self._sqlite_writer = threading.Lock()
         self.session = scoped_session(self._factory)
         self.engine: Engine | None = None
 
     def init_app(self, app: Flask) -> None:
         """Create the engine for ``DATABASE_URL`` and remove the session after each app context."""
         url = app.config["DATABASE_URL"]
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, app.config.get("DATABASE_POOL_SIZE", 5), app.config.get("DATABASE_MAX_OVERFLOW", 10))
         self._factory.configure(bind=self.engine)
         app.extensions["database"] = self
 
@@ -32,16 +36,32 @@ class Database:
             self.session.remove()
 
     @contextmanager
+    def write_connection(self, durable: bool = True):
+        """A Core connection in a write transaction of its own (outside the request's session).
+
+        On SQLite it holds the database's write lock from BEGIN; commits at the end of the block,
+        rolls back if it raises. For short, hot writes that need no ORM objects. ``durable=False``
+        lets PostgreSQL acknowledge the commit before it reaches the disk (a crash may lose the last
+        fraction of a second of such writes, never corrupt anything): for bookkeeping only.
+        """
+        sqlite = self.engine.dialect.name == "sqlite"
+        with self._sqlite_writer if sqlite else nullcontext(), self.engine.connect() as connection:
+            if sqlite:
+                connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+            with connection.begin():
+                if not durable and connection.dialect.name == "postgresql":
+                    connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                yield connection
+
+    @contextmanager
     def locking_session(self):
         """A new session (outside the request's) whose transaction holds the database's write lock on
         SQLite from its first statement; on PostgreSQL use ``with_for_update()`` on the rows to lock.
         Commits at the end of the block, rolls back if it raises."""
-        with self.engine.connect() as connection:
-            if connection.dialect.name == "sqlite":
-                connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+        with self.write_connection() as connection:
             with Session(bind=connection, expire_on_commit=False) as session:
-                with session.begin():
-                    yield session
+                yield session
+                session.flush()
 
     @contextmanager
     def transaction(self):
@@ -52,11 +72,21 @@ class Database:
         write transaction takes the database's write lock at BEGIN, waiting its turn like PostgreSQL would.
         """
         session = self.session()  # this thread's Session (the registry itself has no in_transaction)
-        if self.engine.dialect.name == "sqlite":
+        if self.engine.dialect.name != "sqlite":
+            with self._committing(session):
+                yield session
+            return
+        with self._sqlite_writer:
             if session.in_transaction() and not (session.new or session.dirty or session.deleted):
                 session.rollback()
             if not session.in_transaction():
                 session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+            with self._committing(session):
+                yield session
+
+    @staticmethod
+    @contextmanager
+    def _committing(session: Session):
         try:
             yield session
             session.commit()
@@ -65,10 +95,16 @@ class Database:
             raise
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine tuned for the database kind: SQLite gets WAL and a busy timeout."""
+def make_engine(url: str, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+    """Create an engine tuned for the database kind: SQLite gets WAL and a busy timeout.
+
+    ``pool_size + max_overflow`` is the most connections one process opens; with PostgreSQL keep
+    workers x that under the server's max_connections (100 by default).
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=pool_size, max_overflow=max_overflow
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -76,7 +112,13 @@ def make_engine(url: str) -> Engine:
             # Transactions are begun by us (BEGIN IMMEDIATE where we need a write lock up front).
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            # WAL is a property of the database file: switch once (switching needs a moment alone with
+            # the file, which a busy database may refuse), then every connection finds it on.
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL keeps the database consistent through crashes and only risks the last
+            # commits on a power loss; FULL would fsync on every commit.
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
@@ -88,7 +130,7 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN " + conn.get_execution_options().get("sqlite_begin", ""))
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
 
 
 def is_sqlite(session: Session) -> bool:

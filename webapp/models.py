@@ -311,24 +311,16 @@ class AppState(Base):
 
 
 class CallbackEvent(Base):
-    """An event or message WeChat pushed, remembered for a while so WeChat's retries run once."""
+    """A message WeChat pushed, kept for a day: its nonce (a reused one is a replay) and its identity
+    (MsgId, or sender and time for events), so that WeChat's retries are handled once."""
 
     __tablename__ = "callback_events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(128), unique=True)
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     reply: Mapped[str | None] = mapped_column(Text)
-
-
-class CallbackNonce(Base):
-    """A nonce seen on a signed callback request; a request reusing one is a replay."""
-
-    __tablename__ = "callback_nonces"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    nonce: Mapped[str] = mapped_column(String(128), unique=True)
-    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class CallbackAttempt(Base):

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Callable, TypeVar
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
@@ -69,7 +69,15 @@ def work_client() -> WorkClient:
 
 
 def _fresh(row: AccessToken | None, now, margin: timedelta) -> bool:
-    return bool(row and row.token_enc and row.expires_at and row.expires_at - now > margin)
+    """Whether the stored token has more than ``margin`` of life left.
+
+    The margin never exceeds a fifth of the token's lifetime, so a short-lived token (as a test
+    WeChat may issue) is still used for most of its life instead of being fetched on every call.
+    """
+    if not (row and row.token_enc and row.expires_at and row.fetched_at):
+        return False
+    margin = min(margin, (row.expires_at - row.fetched_at) / 5)
+    return row.expires_at - now > margin
 
 
 def get_token(source: TokenSource, *, rejected: str | None = None, margin: timedelta = REFRESH_AHEAD) -> str:
@@ -78,13 +86,21 @@ def get_token(source: TokenSource, *, rejected: str | None = None, margin: timed
     ``rejected`` is a token WeChat has just refused (40001/40014/42001): it is replaced unless
     another caller has replaced it already.
     """
-    secret_box = box()
-    row = db.session.scalar(select(AccessToken).where(AccessToken.kind == source.kind, AccessToken.account == source.account))
+    # The broker reads and writes on connections of its own, never the caller's session: a caller
+    # in the middle of a transaction keeps it, and no connection is held while waiting for the lock.
+    with db.engine.connect() as connection:
+        row = connection.execute(_select_row(source)).first()
     if _fresh(row, utcnow(), margin):
-        token = secret_box.decrypt(row.token_enc)
+        token = box().decrypt(row.token_enc)
         if token != rejected:
             return token
     return _refresh(source, rejected=rejected, margin=margin)
+
+
+def _select_row(source: TokenSource):
+    return select(AccessToken.token_enc, AccessToken.expires_at, AccessToken.fetched_at).where(
+        AccessToken.kind == source.kind, AccessToken.account == source.account
+    )
 
 
 def _refresh(source: TokenSource, *, rejected: str | None, margin: timedelta) -> str:
@@ -113,7 +129,7 @@ def _refresh(source: TokenSource, *, rejected: str | None, margin: timedelta) ->
             now = utcnow()
             row.token_enc = secret_box.encrypt(token)
             row.fetched_at = now
-            row.expires_at = now + timedelta(seconds=max(int(expires_in), 60))
+            row.expires_at = now + timedelta(seconds=max(int(expires_in), 1))
             row.last_error = None
     if failure is not None:
         raise failure
@@ -124,12 +140,10 @@ def _refresh(source: TokenSource, *, rejected: str | None, margin: timedelta) ->
 def _ensure_row(source: TokenSource) -> None:
     """Create the token's row once, so that there is always a row to lock."""
     where = (AccessToken.kind == source.kind, AccessToken.account == source.account)
-    if db.session.scalar(select(AccessToken.id).where(*where)):
-        return
     try:
-        with db.transaction() as session:
-            if session.scalar(select(AccessToken.id).where(*where)) is None:
-                session.add(AccessToken(kind=source.kind, account=source.account))
+        with db.write_connection() as connection:
+            if connection.execute(select(AccessToken.id).where(*where)).first() is None:
+                connection.execute(insert(AccessToken).values(kind=source.kind, account=source.account))
     except IntegrityError:
         pass  # another process created it first (PostgreSQL)
 

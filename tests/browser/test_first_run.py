@@ -9,6 +9,9 @@ def test_first_run_creates_the_administrator_and_logs_out(page, live_server):
     page.goto(live_server + "/")
     expect(page).to_have_url(live_server + "/setup/")
     expect(page.get_by_role("heading", name="Create the administrator")).to_be_visible()
+    # Bootstrap and our stylesheet are served (by the service itself) even before set-up.
+    expect(page.locator("nav.navbar")).to_have_css("background-color", "rgb(31, 45, 58)")
+    expect(page.get_by_role("button", name="Create the administrator")).to_have_css("background-color", "rgb(7, 193, 96)")
 
     page.get_by_label("Administrator user name").fill("root-admin")
     page.get_by_label("Password", exact=True).fill("a-good-password")

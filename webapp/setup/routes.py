@@ -12,8 +12,9 @@ from webapp.web import error_response, is_machine_path, wants_json_response
 
 bp = Blueprint("setup", __name__, url_prefix="/setup")
 
-# Reachable before set-up: the set-up pages themselves, static files, health checks, the simulator.
-OPEN_PREFIXES = ("/setup", "/static/", "/healthz", "/simulator", "/language/")
+# Reachable before set-up: the set-up pages themselves, static files (ours and Bootstrap's), health
+# checks, the simulator.
+OPEN_PREFIXES = ("/setup", "/static/", "/bootstrap/static/", "/healthz", "/simulator", "/language/")
 
 
 def setup_done() -> bool:

@@ -8,6 +8,12 @@ its API bases at ``<server>/simulator/mp`` and ``<server>/simulator/qy``; it can
 
 Each app that registers the blueprint gets its own :class:`~webapp.simulator.world.World`
 (see :func:`get_world`), so tests in one process can run several independent simulators.
+
+The simulator also calls the service, as WeChat calls a callback URL (:mod:`.push`): the URL
+check of the server configuration, and pushes of what the simulated phones do. It makes those
+calls while answering its own request, so a server that handles one request at a time would
+deadlock when it serves both the simulator and the service; ``flask run`` and werkzeug's server
+are threaded, as a production server must be too.
 """
 from __future__ import annotations
 

@@ -63,10 +63,8 @@ def _prepare_chat(entry: dict[str, Any], app_names: dict[int, str]) -> dict[str,
 
 
 def _prepare_push(item: dict[str, Any]) -> dict[str, Any]:
-    """Add readable times to a push of the log."""
+    """Add the readable (simulated) time to a push of the log."""
     item["time_text"] = _clock_text(item["time"])
-    for attempt in item["tries"]:
-        attempt["at_text"] = time.strftime("%H:%M:%S", time.localtime(attempt["at"]))
     return item
 
 

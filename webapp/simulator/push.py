@@ -100,6 +100,7 @@ class PushTry:
     nonce: str
     query: dict[str, str]
     at: float  # real time the try started
+    offset_ms: int = 0  # when it started, counted from the push's first try
     elapsed_ms: int = 0
     status: int | None = None  # HTTP status, or None when there was no answer
     error: str | None = None  # "timeout", "connect_error" or "error" when there was no answer
@@ -197,7 +198,10 @@ def _fetch(session: requests.Session, method: str, url: str, params: list[tuple[
     except requests.Timeout:
         error, detail = "timeout", f"no answer within {timeout:g} s"
     except requests.ConnectionError as exc:
-        error, detail = "connect_error", _reason(exc)
+        if "timed out" in str(exc).lower():  # a read timeout while the body trickled in
+            error, detail = "timeout", f"no complete answer within {timeout:g} s"
+        else:
+            error, detail = "connect_error", _reason(exc)
     except requests.RequestException as exc:
         error, detail = "error", _reason(exc)
     return _Answer(None, b"", int((time.monotonic() - started) * 1000), error, detail)
@@ -210,6 +214,13 @@ def _reason(exc: Exception) -> str:
     if match:
         return match.group(1).strip()
     return text[:200]
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
 
 
 def _excerpt(body: bytes) -> str:
@@ -408,7 +419,7 @@ def push_event(world: World, openid: str, fields: Mapping[str, Any]) -> PushResu
         event=str(message.get("Event", "")),
         url=server["url"],
         mode=server["mode"],
-        create_time=int(context["now"]),
+        create_time=_int(message["CreateTime"], int(context["now"])),
         msg_id=None if message.get("MsgId") is None else str(message["MsgId"]),
         xml=xml,
         body="",
@@ -444,7 +455,8 @@ def push_event(world: World, openid: str, fields: Mapping[str, Any]) -> PushResu
                 query["encrypt_type"] = "aes"
                 query["msg_signature"] = sign(token, timestamp, nonce, encrypt)
             attempt = PushTry(number=number, timestamp=timestamp, nonce=nonce, query=query,
-                              at=time.time())
+                              at=time.time(),
+                              offset_ms=int((time.monotonic() - started) * 1000))
             answer = _fetch(session, "POST", server["url"], list(query.items()), timeout, data)
             attempt.elapsed_ms = answer.elapsed_ms
             attempt.status = answer.status

@@ -1,8 +1,8 @@
-"""Callback bookkeeping: events seen (for deduplication), nonces seen (for replays), and the outcome of recent requests.
+"""Callback bookkeeping: messages seen (nonce and identity, against replays and retries) and the outcome of recent requests.
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-28 11:42:44.439745
+Create Date: 2026-11-28 11:56:24.041036
 """
 from alembic import op
 import sqlalchemy as sa
@@ -31,32 +31,20 @@ def upgrade() -> None:
 
     op.create_table('callback_events',
     sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('nonce', sa.String(length=128), nullable=False),
     sa.Column('dedupe_key', sa.String(length=200), nullable=False),
     sa.Column('received_at', sa.DateTime(), nullable=False),
     sa.Column('reply', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_callback_events')),
-    sa.UniqueConstraint('dedupe_key', name=op.f('uq_callback_events_dedupe_key'))
+    sa.UniqueConstraint('dedupe_key', name=op.f('uq_callback_events_dedupe_key')),
+    sa.UniqueConstraint('nonce', name=op.f('uq_callback_events_nonce'))
     )
     with op.batch_alter_table('callback_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_callback_events_received_at'), ['received_at'], unique=False)
 
-    op.create_table('callback_nonces',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('nonce', sa.String(length=128), nullable=False),
-    sa.Column('seen_at', sa.DateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_callback_nonces')),
-    sa.UniqueConstraint('nonce', name=op.f('uq_callback_nonces_nonce'))
-    )
-    with op.batch_alter_table('callback_nonces', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_callback_nonces_seen_at'), ['seen_at'], unique=False)
-
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('callback_nonces', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_callback_nonces_seen_at'))
-
-    op.drop_table('callback_nonces')
     with op.batch_alter_table('callback_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_callback_events_received_at'))
 
