@@ -11,6 +11,8 @@ BASE := http://$(HOST):$(PORT)
 export FLASK_WEIXIN_SIMULATOR ?= true
 export FLASK_WEIXIN_MP_API_BASE ?= $(BASE)/simulator/mp
 export FLASK_WEIXIN_QY_API_BASE ?= $(BASE)/simulator/qy
+export FLASK_WEIXIN_QY_LOGIN_URL ?= $(BASE)/simulator/qy/login
+export FLASK_WEIXIN_QY_OAUTH_URL ?= $(BASE)/simulator/qy/oauth2/authorize
 export FLASK_SCHEDULER_ENABLED ?= true
 
 .PHONY: run test venv dev chromium translations clean

@@ -67,7 +67,8 @@ def test_follow_and_unfollow_events_are_answered(service):
     connect(app, base, "safe")
     follow = requests.post(base + "/simulator/_control/mp/phone/subscribe", json={"openid": OPENID_NOT_FOLLOWING}, timeout=20).json()
     unfollow = requests.post(base + "/simulator/_control/mp/phone/unsubscribe", json={"openid": OPENID_NOT_FOLLOWING}, timeout=20).json()
-    assert follow["outcome"] == "success" and unfollow["outcome"] == "success"
+    assert follow["outcome"] == "reply" and "Bind WeChat" in follow["reply"]["Content"]  # a polite welcome
+    assert unfollow["outcome"] == "success"
 
 
 def test_a_slow_handler_gets_wechats_retries_and_runs_once(service, monkeypatch):

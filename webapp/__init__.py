@@ -55,7 +55,10 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Mount each part of the service; the simulator only when it is switched on."""
+    from webapp.api.pages import bp as messages_bp
+    from webapp.api.routes import bp as api_bp
     from webapp.auth.routes import bp as auth_bp
+    from webapp.binding.routes import bp as binding_bp
     from webapp.callback.routes import bp as callback_bp
     from webapp.console.routes import bp as console_bp
     from webapp.home.routes import bp as home_bp
@@ -66,6 +69,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(setup_bp)
     app.register_blueprint(console_bp)
     app.register_blueprint(callback_bp)
+    app.register_blueprint(binding_bp)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(messages_bp)
     csrf.exempt(callback_bp)  # WeChat authenticates by signature, not by a session
     if app.config["WEIXIN_SIMULATOR"]:
         from webapp.simulator import bp as simulator_bp

@@ -26,6 +26,10 @@ class Defaults:
     PUBLIC_URL: str | None = None  # None means "taken from the request"
     SCHEDULER_ENABLED = True
     WEIXIN_SIMULATOR = False
+    # The in-app OAuth page the WeCom bind QR code leads to (the simulator has its own).
+    WEIXIN_QY_OAUTH_URL = "https://open.weixin.qq.com/connect/oauth2/authorize"
+    # How long a bind QR code / WeCom login attempt stays valid.
+    BIND_QR_EXPIRE_SECONDS = 600
 
     # Sessions and forms.
     SESSION_COOKIE_HTTPONLY = True
@@ -46,6 +50,22 @@ class Defaults:
     BABEL_TRANSLATION_DIRECTORIES = str(Path(__file__).parent / "translations")
 
     MAX_CONTENT_LENGTH = 1024 * 1024
+
+    # Delivery: concurrent Official Account calls per process, the time a send request waits for
+    # WeChat before answering "queued", the retry schedule, and WeCom's duplicate-check window
+    # (identical content to the same person within it is delivered once).
+    DELIVERY_POOL_SIZE = 16
+    DELIVERY_TIME_BUDGET = 10
+    DELIVERY_RETRY_BASE_SECONDS = 30
+    DELIVERY_RETRY_MAX_SECONDS = 1800
+    DELIVERY_MAX_AGE_SECONDS = 24 * 3600
+    DELIVERY_JOB_SECONDS = 15
+    WECOM_DUPLICATE_CHECK_SECONDS = 600
+    # The send API: receivers per request, and the default requests per minute for a new application.
+    SEND_MAX_RECEIVERS = 5000
+    DEFAULT_RATE_LIMIT_PER_MINUTE = 600
+    # Detail pages of messages that were cut to fit WeChat's limits stay readable this long.
+    DETAIL_LINK_MAX_AGE = 30 * 24 * 3600
     # Number of reverse proxies in front of the service whose X-Forwarded-* headers are trusted.
     PROXY_COUNT = 0
     # Callback requests whose timestamp is further than this from the server's clock are refused.

@@ -26,10 +26,12 @@ def purge_stale_rows() -> None:
     from webapp.auth.services import purge_old_failures
     from webapp.models import BindTicket, utcnow
 
+    from webapp.api.services import purge_old_windows
     from webapp.callback.services import purge_old
 
     purge_old_failures()
     purge_old()
+    purge_old_windows()
     with db.transaction() as session:
         session.execute(delete(BindTicket).where(BindTicket.expires_at < utcnow() - timedelta(days=1)))
 
@@ -48,9 +50,18 @@ def refresh_tokens() -> None:
     tokens.get_token(configured.token_source(), margin=tokens.REFRESH_AHEAD + tokens.SCHEDULED_MARGIN)
 
 
+def deliver_due() -> None:
+    """Retry queued and transiently failed deliveries that are due (claimed, so workers never share one)."""
+    from webapp.delivery.engine import deliver_due as run
+
+    while run() == 200:
+        pass  # a full batch: there may be more due right now
+
+
 #: (job id, function, interval in seconds)
 JOBS: list[tuple[str, callable, int]] = [
     ("refresh_tokens", refresh_tokens, 60),
+    ("deliver_due", deliver_due, 15),
     ("purge_stale_rows", purge_stale_rows, 600),
 ]
 

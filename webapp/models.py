@@ -270,6 +270,7 @@ class Delivery(Base):
     claimed_until: Mapped[datetime | None]
     wx_msgid: Mapped[str | None] = mapped_column(String(64), index=True)
     receipt: Mapped[str | None] = mapped_column(String(64))
+    sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -336,3 +337,15 @@ class CallbackAttempt(Base):
     mode: Mapped[str] = mapped_column(String(16), default="plain")
     remote_addr: Mapped[str] = mapped_column(String(64), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class RateWindow(Base):
+    """Send requests counted per calling application and minute, for its rate limit (all workers share it)."""
+
+    __tablename__ = "rate_windows"
+    __table_args__ = (UniqueConstraint("api_app_id", "window_start", name="uq_rate_windows_app_window"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    api_app_id: Mapped[int] = mapped_column(ForeignKey("api_apps.id", ondelete="CASCADE"))
+    window_start: Mapped[datetime] = mapped_column(index=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)

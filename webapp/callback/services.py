@@ -137,7 +137,10 @@ def _dedupe_key(message: dict) -> str:
     if message.get("MsgId"):
         key = "msg:" + message["MsgId"]
     else:
-        key = "evt:{}:{}:{}".format(message.get("FromUserName", ""), message.get("CreateTime", ""), message.get("Event", ""))
+        # WeChat's rule is sender + time; the event and its key are added so that two different events
+        # of one person within the same second (two scans, say) are not taken for a retry.
+        key = "evt:{}:{}:{}:{}".format(message.get("FromUserName", ""), message.get("CreateTime", ""),
+                                       message.get("Event", ""), message.get("EventKey", ""))
     return key[:200]
 
 

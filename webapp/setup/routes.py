@@ -14,7 +14,7 @@ bp = Blueprint("setup", __name__, url_prefix="/setup")
 
 # Reachable before set-up: the set-up pages themselves, static files (ours and Bootstrap's), health
 # checks, the simulator.
-OPEN_PREFIXES = ("/setup", "/static/", "/bootstrap/static/", "/healthz", "/simulator", "/language/")
+OPEN_PREFIXES = ("/setup", "/static/", "/bootstrap/static/", "/healthz", "/simulator", "/language/", "/m/")
 
 
 def setup_done() -> bool:

@@ -9,6 +9,11 @@ its API bases at ``<server>/simulator/mp`` and ``<server>/simulator/qy``; it can
 Each app that registers the blueprint gets its own :class:`~webapp.simulator.world.World`
 (see :func:`get_world`), so tests in one process can run several independent simulators.
 
+Besides the APIs it serves pages a person would see: the phones (``/simulator/``), "Scan a QR
+code" (``/simulator/scan``, :mod:`.scan`), and WeCom's sign-in pages with their "Scan with the
+WeCom app" page (``/simulator/qy/login``, ``/simulator/qy/oauth2/authorize``, ``/simulator/qy/
+scan``, :mod:`.qylogin`).
+
 The simulator also calls the service, as WeChat calls a callback URL (:mod:`.push`): the URL
 check of the server configuration, and pushes of what the simulated phones do. It makes those
 calls while answering its own request, so a server that handles one request at a time would
@@ -77,4 +82,4 @@ def create_standalone_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 # Route modules attach their views to ``bp``; imported last because they import ``bp``.
-from webapp.simulator import control, mp, pages, qy  # noqa: E402,F401
+from webapp.simulator import control, mp, pages, qy, qylogin, scan  # noqa: E402,F401

@@ -269,6 +269,30 @@ def control_mp_phone_unsubscribe() -> dict[str, Any]:
     return push.phone_unsubscribe(current_world(), body().get("openid")).to_dict()
 
 
+@bp.post("/_control/mp/scan")
+@control
+def control_mp_scan() -> dict[str, Any]:
+    """A person scans one of the account's QR codes: ``{"openid", "ticket"}`` or ``{"openid",
+    "url"}`` (the content URL the service encoded). Answers the push (``subscribe`` with
+    ``qrscene_<scene>`` for a non-follower, ``SCAN`` with ``<scene>`` for a follower) plus
+    ``qrcode``, ``by`` and ``scan_id``; an expired code answers ``outcome`` "expired" with the
+    notice WeChat showed and nothing pushed. An unknown code is HTTP 400."""
+    data = body()
+    ticket, url = data.get("ticket"), data.get("url")
+    if bool(ticket) == bool(url):
+        raise ValueError("give exactly one of ticket or url")
+    return push.scan_qrcode(current_world(), data.get("openid"), ticket or url).to_dict()
+
+
+@bp.get("/_control/mp/scans")
+@control
+def control_mp_scans() -> dict[str, Any]:
+    """Scans of QR codes by the simulated phones, oldest first (``openid``, ``limit``)."""
+    limit = request.args.get("limit")
+    return {"scans": current_world().list_scans(
+        request.args.get("openid"), int(limit) if limit else None)}
+
+
 @bp.post("/_control/qy/corp")
 @control
 def control_qy_corp() -> dict[str, Any]:

@@ -44,16 +44,16 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields as dataclass_fields
 from typing import Any, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
 
 from webapp.wechat import (CryptoError, MessageCrypto, XMLMessageError, build_xml,
                            check_msg_signature, parse_message, sign,
                            validate_encoding_aes_key, validate_token)
-from webapp.simulator.world import NOTICE_UNAVAILABLE, SERVER_MODES, World
+from webapp.simulator.world import NOTICE_QR_EXPIRED, NOTICE_UNAVAILABLE, SERVER_MODES, World
 
 #: Tries of one push in all (the first one and two retries), as WeChat makes them.
 PUSH_TRIES = 3
@@ -113,10 +113,12 @@ class PushResult:
     """A push of one event or message to the service, with every try and how it ended.
 
     ``outcome`` is "disabled" (no enabled server configuration: nothing was sent), "success"
-    (empty answer or ``success``), "reply" (a passive reply) or "unavailable" (WeChat's notice).
+    (empty answer or ``success``), "reply" (a passive reply) or "unavailable" (WeChat's notice);
+    a scan of an expired QR code (:func:`scan_qrcode`) gives "expired", with nothing sent.
     ``reason`` says which case exactly: success, empty, reply, timeout, connect_error, error,
     http_status, junk, not_plain, not_encrypted, bad_signature, undecryptable, wrong_address,
-    disabled. ``shown`` is what the person's phone showed because of it (None for nothing).
+    disabled, qr_expired. ``shown`` is what the person's phone showed because of it (None for
+    nothing).
     """
 
     openid: str
@@ -535,7 +537,8 @@ def phone_subscribe(world: World, openid: str, event_key: str = "",
     if user["following"]:
         raise ValueError("already following the account")
     world.upsert_mp_user(openid, following=True)
-    world.add_chat(openid, "event", event="subscribe")
+    extra = {"scene": event_key.removeprefix("qrscene_")} if ticket else {}
+    world.add_chat(openid, "event", event="subscribe", **extra)
     fields: dict[str, Any] = {"MsgType": "event", "Event": "subscribe", "EventKey": event_key}
     if ticket:
         fields["Ticket"] = ticket
@@ -551,3 +554,127 @@ def phone_unsubscribe(world: World, openid: str) -> PushResult:
     world.add_chat(openid, "event", event="unsubscribe")
     return push_event(world, openid, {"MsgType": "event", "Event": "unsubscribe",
                                       "EventKey": ""})
+
+
+# ---- scanning the account's QR codes -------------------------------------------------------------
+
+class UnknownQrCode(ValueError):
+    """What was scanned is not a QR code the account created (WeChat would not treat it as one)."""
+
+
+@dataclass
+class ScanResult(PushResult):
+    """The push a scan caused (or, for an expired code, the notice instead of one), plus the
+    code that was scanned, how it was found ("ticket" or "url") and the scan's id in the log."""
+
+    qrcode: dict[str, Any] | None = None
+    by: str = "ticket"
+    scan_id: int | None = None
+
+
+def _public_qrcode(found: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ticket": found["ticket"],
+        "url": found["url"],
+        "scene": found["scene"],
+        "action_name": found["action_name"],
+        "permanent": found["expires_at"] is None,
+        "created_at": found["created_at"],
+        "expires_at": found["expires_at"],
+        "expired": bool(found.get("expired")),
+    }
+
+
+def find_qrcode(world: World, ticket_or_url: str) -> dict[str, Any] | None:
+    """The QR code that ``ticket_or_url`` names, as :meth:`World.find_ticket` gives it, or None.
+
+    Takes the ticket, the content URL the service encoded (``http://weixin.qq.com/q/...``, also
+    read with https), or a ``showqrcode?ticket=...`` image address; surrounding blanks and a
+    URL-encoded ticket are forgiven, as a camera or a paste would produce them.
+    """
+    text = (ticket_or_url or "").strip() if isinstance(ticket_or_url, str) else ""
+    if not text:
+        return None
+    candidates = [text]
+    parts = urlsplit(text)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        tickets = parse_qs(parts.query).get("ticket")
+        if tickets:
+            # A "+" left unencoded in the query reads as a blank.
+            candidates += [tickets[0], tickets[0].replace(" ", "+")]
+        other = "https" if parts.scheme == "http" else "http"
+        candidates.append(other + text[len(parts.scheme):])
+    elif "%" in text:
+        candidates.append(unquote(text))
+    for candidate in candidates:
+        found = world.find_ticket(candidate)
+        if found is not None:
+            return found
+    return None
+
+
+def scan_qrcode(world: World, openid: str, ticket_or_url: str) -> ScanResult:
+    """The person ``openid`` scans one of the account's QR codes with WeChat (PROTOCOL.md §3).
+
+    ``ticket_or_url`` is the ticket or what the phone's camera read (the code's content URL).
+    A code the account never created raises :class:`UnknownQrCode` (a ValueError). An expired
+    temporary code pushes nothing: WeChat shows the person :data:`NOTICE_QR_EXPIRED`, which is
+    added to their chat. Otherwise a person who does not follow the account follows it and
+    ``subscribe`` is pushed with ``EventKey = "qrscene_" + scene`` and the Ticket; a follower's
+    scan pushes ``SCAN`` with ``EventKey = scene`` (no prefix) and the Ticket. The phone shows
+    the service's passive reply as for any push. Every scan is kept in the world's scan log.
+    """
+    user = _user(world, openid)
+    if not isinstance(ticket_or_url, str) or not ticket_or_url.strip():
+        raise ValueError("ticket or url is required")
+    found = find_qrcode(world, ticket_or_url)
+    if found is None:
+        raise UnknownQrCode("not a QR code of the account: no code was created with this "
+                            "ticket or URL")
+    qrcode = _public_qrcode(found)
+    by = "ticket" if ticket_or_url.strip() == found["ticket"] else "url"
+    scene = str(found["scene"])
+    was_following = bool(user["following"])
+    if qrcode["expired"]:
+        context = world.push_context()
+        world.add_chat(openid, "notice", text=NOTICE_QR_EXPIRED, reason="qr_expired")
+        result = ScanResult(
+            openid=openid, msg_type="", event="", url=context["server"]["url"],
+            mode=context["server"]["mode"], create_time=int(context["now"]), msg_id=None,
+            xml="", body="", time=context["now"], outcome="expired", reason="qr_expired",
+            detail="the temporary QR code has expired: WeChat tells the person and pushes "
+                   "nothing", shown=NOTICE_QR_EXPIRED, qrcode=qrcode, by=by)
+        event_key = ""
+    else:
+        if was_following:
+            event_key = scene
+            world.add_chat(openid, "event", event="SCAN", scene=scene)
+            pushed = push_event(world, openid, {"MsgType": "event", "Event": "SCAN",
+                                                "EventKey": event_key,
+                                                "Ticket": found["ticket"]})
+        else:
+            event_key = "qrscene_" + scene
+            pushed = phone_subscribe(world, openid, event_key, found["ticket"])
+        result = ScanResult(**{f.name: getattr(pushed, f.name)
+                               for f in dataclass_fields(PushResult)},
+                            qrcode=qrcode, by=by)
+    scan = world.record_scan({
+        "openid": openid,
+        "nickname": user["nickname"],
+        "was_following": was_following,
+        "ticket": found["ticket"],
+        "url": found["url"],
+        "scene": found["scene"],
+        "action_name": found["action_name"],
+        "by": by,
+        "expired": qrcode["expired"],
+        "event": result.event,
+        "event_key": event_key,
+        "outcome": result.outcome,
+        "reason": result.reason,
+        "detail": result.detail,
+        "shown": result.shown,
+        "push_id": result.id,
+    })
+    result.scan_id = scan["id"]
+    return result

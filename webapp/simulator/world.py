@@ -192,9 +192,13 @@ EMPTY_SERVER: dict[str, Any] = {
 }
 #: What WeChat shows in the chat when the callback failed or answered something unusable.
 NOTICE_UNAVAILABLE = "该公众号暂时无法提供服务，请稍后再试"
+#: What WeChat shows a person who scans a temporary QR code that has expired (nothing is pushed).
+NOTICE_QR_EXPIRED = "二维码已过期"
 #: Pushes kept for the log, and chat entries kept per person (oldest ones are forgotten).
 PUSH_LOG_LIMIT = 500
 CHAT_LIMIT = 500
+#: Scans of QR codes kept for the scan page (oldest ones are forgotten).
+SCAN_LOG_LIMIT = 200
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\.DATA\s*\}\}")
 _TYPED_KEY = re.compile(r"^([a-z_]+?)\d+$")
@@ -409,6 +413,9 @@ class World:
         self.chats: dict[str, list[dict[str, Any]]] = {}
         self._next_push_id = 1
         self._next_chat_seq = 1
+        # Scans of the account's QR codes by the simulated phones (see push.scan_qrcode).
+        self.scans: list[dict[str, Any]] = []
+        self._next_scan_id = 1
         self._next_user_msgid = 7355000000000000000 + secrets.randbelow(1 << 40)
         self.last_action = ("reset", self._now())
 
@@ -818,6 +825,50 @@ class World:
         """Every QR code created so far, oldest first."""
         with self._lock:
             return [dict(t) for t in self.tickets.values()]
+
+    def recent_tickets(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest ``limit`` QR codes, newest first, each with ``expired`` computed and
+        ``scans``, how many times a simulated phone scanned it."""
+        with self._lock:
+            now = self._now()
+            newest = list(self.tickets.values())[-limit:][::-1] if limit > 0 else []
+            found = []
+            for ticket in newest:
+                item = dict(ticket)
+                item.setdefault("scans", 0)
+                expires_at = item["expires_at"]
+                item["expired"] = expires_at is not None and now >= expires_at
+                found.append(item)
+            return found
+
+    def record_scan(self, scan: dict[str, Any]) -> dict[str, Any]:
+        """Keep a scan of a QR code (its ``id`` and ``time`` are assigned here) and count it on
+        the code's ticket."""
+        with self._lock:
+            scan = {**copy.deepcopy(scan), "id": self._next_scan_id, "time": self._now()}
+            self._next_scan_id += 1
+            self.scans.append(scan)
+            del self.scans[:-SCAN_LOG_LIMIT]
+            ticket = self.tickets.get(scan.get("ticket", ""))
+            if ticket is not None:
+                ticket["scans"] = ticket.get("scans", 0) + 1
+            self._touch("scan")
+            return copy.deepcopy(scan)
+
+    def list_scans(self, openid: str | None = None, limit: int | None = None
+                   ) -> list[dict[str, Any]]:
+        """Scans of QR codes, oldest first; optionally one person's, the last N."""
+        with self._lock:
+            found = [s for s in self.scans if openid in (None, s.get("openid"))]
+            if limit is not None:
+                found = found[-limit:] if limit > 0 else []
+            return copy.deepcopy(found)
+
+    def get_scan(self, scan_id: int) -> dict[str, Any] | None:
+        """One scan by its id, if it is still kept."""
+        with self._lock:
+            found = next((s for s in self.scans if s["id"] == scan_id), None)
+            return copy.deepcopy(found)
 
     def mp_template_list(self, access_token: str | None) -> dict[str, Any]:
         """GET /cgi-bin/template/get_all_private_template."""

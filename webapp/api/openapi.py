@@ -1,0 +1,130 @@
+"""The OpenAPI 3 description of the send API, served at ``/api/openapi.json``."""
+from __future__ import annotations
+
+_RECEIVERS = {
+    "oneOf": [{"type": "string", "maxLength": 200000}, {"type": "array", "items": {"type": "string", "maxLength": 128}}],
+    "description": "A list, or one string separated by commas, semicolons, spaces or newlines.",
+}
+_CREDENTIALS = {
+    "bk_app_code": {"type": "string", "description": "Application code (or `app_code`)."},
+    "bk_app_secret": {"type": "string", "description": "Application secret (or `app_secret`)."},
+    "bk_username": {"type": "string", "description": "The user on whose behalf the program calls (informative)."},
+}
+_DELIVERY = {
+    "type": "object",
+    "required": ["receiver", "username", "status", "errcode", "errmsg"],
+    "properties": {
+        "receiver": {"type": "string", "description": "openid (Official Account) or userid (WeCom); empty for a user name that cannot receive."},
+        "username": {"type": ["string", "null"]},
+        "status": {"type": "string", "enum": ["sent", "queued", "failed"]},
+        "errcode": {"type": ["integer", "null"]},
+        "errmsg": {"type": ["string", "null"]},
+        "receipt": {"type": ["string", "null"], "description": "WeChat's delivery report, e.g. success or failed:user block."},
+    },
+}
+_DATA = {
+    "type": "object",
+    "required": ["message_id", "deliveries", "username_check"],
+    "properties": {
+        "message_id": {"type": "string"},
+        "deliveries": {"type": "array", "items": _DELIVERY},
+        "username_check": {"type": "object", "properties": {"invalid": {"type": "array", "items": {"type": "string"}}}},
+    },
+}
+
+
+def _answer(data_schema) -> dict:
+    return {
+        "type": "object",
+        "required": ["result", "code", "message", "request_id"],
+        "properties": {
+            "result": {"type": "boolean"},
+            "code": {"type": "integer", "description": "0 ok; 1306000 invalid request (nothing stored or sent); 1306201 some receivers failed; 1306202 no channel configured; 401/429 as the HTTP status."},
+            "message": {"type": "string"},
+            "request_id": {"type": "string"},
+            "data": {"anyOf": [data_schema, {"type": "null"}]},
+        },
+    }
+
+
+def _responses(data_schema) -> dict:
+    body = {"application/json": {"schema": _answer(data_schema)}}
+    return {
+        "200": {"description": "Answer (result false with code 1306000 for an invalid request).", "content": body},
+        "401": {"description": "Missing, wrong or disabled application credentials.", "content": body},
+        "429": {"description": "The application's rate limit is reached; see Retry-After.", "content": body},
+    }
+
+
+def _send_body(heading: str, message: str, base64_flag: str, extra: dict | None = None) -> dict:
+    data = {
+        "type": "object",
+        "required": [heading, message],
+        "properties": {
+            heading: {"type": "string", "maxLength": 1000},
+            message: {"type": "string", "maxLength": 20000},
+            "date": {"type": "string", "maxLength": 64, "description": "Default: the current local time, YYYY-mm-dd HH:MM."},
+            "remark": {"type": "string", "maxLength": 4000},
+            "url": {"type": "string", "maxLength": 2048, "description": "http(s) link opened from the message."},
+            base64_flag: {"type": "boolean"},
+        },
+    }
+    properties = {
+        **_CREDENTIALS,
+        "receiver": _RECEIVERS,
+        "receiver__username": _RECEIVERS,
+        "wx_qy_agentid": {"oneOf": [{"type": "integer"}, {"type": "string", "pattern": "^[0-9]+$"}]},
+        "wx_qy_corpsecret": {"type": "string", "maxLength": 128},
+        **(extra or {}),
+    }
+    if heading == "heading":
+        properties["data"] = data
+    else:
+        properties.update(data["properties"])
+    return {"required": True, "content": {"application/json": {"schema": {"type": "object", "properties": properties}}}}
+
+
+_AUTH_HEADER = {
+    "name": "X-Bkapi-Authorization", "in": "header", "required": False,
+    "description": 'JSON: {"bk_app_code": ..., "bk_app_secret": ..., "bk_username": ...}',
+    "schema": {"type": "string"},
+}
+
+
+def document(server: str) -> dict:
+    """The OpenAPI document, with ``server`` as its base URL."""
+    send = {
+        "summary": "Send a WeChat message (BlueKing cmsi send_weixin)",
+        "parameters": [_AUTH_HEADER],
+        "requestBody": _send_body("heading", "message", "is_message_base64"),
+        "responses": _responses(_DATA),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "WeChat Notify send API", "version": "1.0",
+                 "description": "BlueKing-compatible API to send WeChat Official Account template messages or WeCom application messages."},
+        "servers": [{"url": server}],
+        "paths": {
+            "/api/c/compapi/cmsi/send_weixin/": {"post": {**send, "operationId": "send_weixin"}},
+            "/api/c/compapi/v2/cmsi/send_weixin/": {"post": {**send, "operationId": "send_weixin_v2"}},
+            "/api/c/compapi/cmsi/send_msg/": {"post": {
+                "operationId": "send_msg", "summary": "Send a message of msg_type weixin (BlueKing cmsi send_msg)",
+                "parameters": [_AUTH_HEADER],
+                "requestBody": _send_body("title", "content", "is_content_base64",
+                                          {"msg_type": {"type": "string", "enum": ["weixin"]}}),
+                "responses": _responses(_DATA),
+            }},
+            "/api/c/compapi/cmsi/get_msg_type/": {"get": {
+                "operationId": "get_msg_type", "summary": "Message types and whether each is active",
+                "parameters": [_AUTH_HEADER, *({"name": k, "in": "query", "required": False, "schema": v} for k, v in _CREDENTIALS.items())],
+                "responses": _responses({"type": "array", "items": {"type": "object"}}),
+            }},
+            "/api/v1/messages/{message_id}": {"get": {
+                "operationId": "message_status", "summary": "Current status of each delivery of a message",
+                "parameters": [{"name": "message_id", "in": "path", "required": True, "schema": {"type": "string"}}, _AUTH_HEADER,
+                               *({"name": k, "in": "query", "required": False, "schema": v} for k, v in _CREDENTIALS.items())],
+                "responses": {**_responses(_DATA), "404": {"description": "No such message from this application.",
+                                                          "content": {"application/json": {"schema": _answer(_DATA)}}}},
+            }},
+        },
+    }

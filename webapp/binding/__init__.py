@@ -1,0 +1,1 @@
+"""Binding: people connect their WeChat (Official Account QR scan, or WeCom login) to their account here."""

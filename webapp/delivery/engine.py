@@ -1,0 +1,307 @@
+"""The delivery engine: accepted messages are stored first, then delivered once, then retried.
+
+- ``accept`` stores the message and one delivery row per receiver in one transaction, before any
+  call to WeChat, and claims the rows for the calling request for a while.
+- ``deliver`` sends within a time budget: Official Account deliveries concurrently through a bounded
+  pool (one call per openid), WeCom deliveries in batches of up to 1000 userids per call. What is
+  not finished when the budget runs out stays ``queued`` and is released to the retry job.
+- ``deliver_due`` (a scheduler job) claims due deliveries — ``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
+  the write lock on SQLite — so two workers never take the same row, and retries transient failures
+  with exponential backoff and jitter until the maximum age.
+- A retry of a call whose answer was lost (a crash, a timeout) is never a second message: template
+  messages carry one ``client_msg_id`` per delivery, and WeCom batches are sent with
+  ``enable_duplicate_check`` and rebuilt identically (same receivers, same order, same content).
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import timedelta
+from itertools import groupby
+
+from flask import Flask, current_app
+from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy import and_, or_, select, update
+
+from webapp import channel as channel_config
+from webapp.delivery.content import Notification, template_message, wecom_message
+from webapp.extensions import db
+from webapp.models import CHANNEL_MP, CHANNEL_QYWX, Delivery, Message, utcnow
+from webapp.secretbox import box
+from webapp.tokens import TokenSource, call_with_token, mp_client, work_client
+from webapp.wechat import WeChatAPIError, WeChatError, diagnose_transport
+
+log = logging.getLogger(__name__)
+
+QUEUED, SENT, FAILED = "queued", "sent", "failed"
+WECOM_BATCH = 1000
+
+
+@dataclass
+class Target:
+    """One receiver of a message: its WeChat id, the user name it came from, or why it cannot be sent."""
+
+    receiver: str
+    username: str | None = None
+    refusal: str | None = None  # set: the delivery fails at once, WeChat is not called
+
+
+# --- accepting ------------------------------------------------------------------------------------
+
+def accept(*, api_app_id: int | None, request_id: str, configured, notification: Notification, targets: list[Target],
+           overrides: dict | None = None) -> Message:
+    """Store the message and its deliveries in one transaction, claimed by this request for its time budget."""
+    now = utcnow()
+    budget = float(current_app.config["DELIVERY_TIME_BUDGET"])
+    options = {}
+    if overrides:
+        if overrides.get("agentid"):
+            options["agentid"] = int(overrides["agentid"])
+        if overrides.get("corpsecret"):
+            options["corpsecret_enc"] = box().encrypt(overrides["corpsecret"])
+    message = Message(request_id=request_id, api_app_id=api_app_id, channel=configured.wx_type, account=configured.account,
+                      heading=notification.heading, body=notification.message, date=notification.date,
+                      remark=notification.remark, url=notification.url, options=options or None)
+    for target in targets:
+        delivery = Delivery(receiver=target.receiver, username=target.username, next_attempt_at=now,
+                            claimed_until=now + timedelta(seconds=budget + 60))
+        if target.refusal:
+            delivery.status, delivery.errmsg, delivery.claimed_until = FAILED, target.refusal, None
+        message.deliveries.append(delivery)
+    with db.transaction() as session:
+        session.add(message)
+    return message
+
+
+# --- sending --------------------------------------------------------------------------------------
+
+def _pool(app: Flask) -> ThreadPoolExecutor:
+    pool = app.extensions.get("delivery_pool")
+    if pool is None:
+        pool = app.extensions["delivery_pool"] = ThreadPoolExecutor(
+            max_workers=int(app.config["DELIVERY_POOL_SIZE"]), thread_name_prefix="delivery")
+    return pool
+
+
+def detail_url(message: Message) -> str | None:
+    """A signed, expiring, unguessable link to the whole message, when FLASK_PUBLIC_URL is set."""
+    base = current_app.config.get("PUBLIC_URL")
+    if not base:
+        return None
+    token = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="message-detail").dumps(message.public_id)
+    return f"{base}/m/{token}"
+
+
+def read_detail_token(token: str) -> str | None:
+    """The message id in a detail link, or None when the link is forged or expired."""
+    serializer = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="message-detail")
+    try:
+        return serializer.loads(token, max_age=int(current_app.config["DETAIL_LINK_MAX_AGE"]))
+    except Exception:  # BadSignature, SignatureExpired, malformed input: all mean "no such link"
+        return None
+
+
+def _notification(message: Message) -> Notification:
+    return Notification(heading=message.heading, message=message.body, date=message.date, remark=message.remark, url=message.url)
+
+
+def _backoff(attempts: int) -> timedelta:
+    base = float(current_app.config["DELIVERY_RETRY_BASE_SECONDS"])
+    ceiling = float(current_app.config["DELIVERY_RETRY_MAX_SECONDS"])
+    delay = min(ceiling, base * 2 ** max(0, attempts - 1))
+    # Jitter spreads retries of many deliveries so they do not all hit WeChat in the same second.
+    return timedelta(seconds=delay * random.uniform(0.8, 1.2))
+
+
+def _outcome(exc: Exception | None, *, attempts: int, created_at, channel: str) -> dict:
+    """The row update for one finished attempt."""
+    now = utcnow()
+    if exc is None:
+        return {"status": SENT, "errcode": None, "errmsg": None, "sent_at": now, "claimed_until": None}
+    if isinstance(exc, WeChatAPIError):
+        errcode, errmsg, transient = exc.errcode, exc.errmsg, exc.transient
+        sentence = exc.diagnosis.message_en
+    else:
+        diagnosis = diagnose_transport(exc) if isinstance(exc, WeChatError) else None
+        errcode, errmsg, transient = None, str(exc)[:500], True
+        sentence = diagnosis.message_en if diagnosis else "unexpected error"
+    too_old = now - created_at > timedelta(seconds=float(current_app.config["DELIVERY_MAX_AGE_SECONDS"]))
+    if transient and not too_old:
+        return {"status": QUEUED, "errcode": errcode, "errmsg": errmsg, "next_attempt_at": now + _backoff(attempts),
+                "claimed_until": None}
+    if transient:
+        errmsg = f"gave up after {attempts} attempts: {errmsg or sentence}"
+    return {"status": FAILED, "errcode": errcode, "errmsg": errmsg, "claimed_until": None}
+
+
+def _record(delivery_ids: list[int], values: dict, *, attempt: bool = True) -> None:
+    """Write one attempt's outcome (and count the attempt) for these deliveries."""
+    if attempt:
+        values = {**values, "attempts": Delivery.attempts + 1}
+    with db.write_connection() as connection:
+        connection.execute(update(Delivery).where(Delivery.id.in_(delivery_ids)).values(updated_at=utcnow(), **values))
+
+
+def _send_mp(app: Flask, message_id: int, delivery_id: int) -> None:
+    with app.app_context():
+        try:
+            message = db.session.get(Message, message_id)
+            delivery = db.session.get(Delivery, delivery_id)
+            configured = channel_config.load()
+            adapted = template_message(_notification(message), configured.wx_template_fields, detail_url(message))
+            attempts = delivery.attempts + 1
+            try:
+                msgid = call_with_token(
+                    configured.token_source(),
+                    lambda token: mp_client().send_template(token, delivery.receiver, configured.wx_template_id,
+                                                            adapted.payload["data"], url=adapted.payload.get("url"),
+                                                            client_msg_id=delivery.client_msg_id),
+                )
+            except WeChatError as exc:
+                _record([delivery_id], _outcome(exc, attempts=attempts, created_at=delivery.created_at, channel=CHANNEL_MP))
+            else:
+                _record([delivery_id], {**_outcome(None, attempts=attempts, created_at=delivery.created_at, channel=CHANNEL_MP),
+                                        "wx_msgid": str(msgid)})
+        finally:
+            db.session.remove()
+
+
+def _wecom_source(configured, message: Message) -> tuple[TokenSource, int]:
+    options = message.options or {}
+    secret = box().decrypt(options["corpsecret_enc"]) if options.get("corpsecret_enc") else None
+    return configured.token_source(secret), int(options.get("agentid") or configured.wx_qy_agentid)
+
+
+def _send_qy(app: Flask, message_id: int, delivery_ids: list[int]) -> None:
+    """One WeCom call for up to 1000 deliveries of one message."""
+    with app.app_context():
+        try:
+            message = db.session.get(Message, message_id)
+            rows = list(db.session.scalars(select(Delivery).where(Delivery.id.in_(delivery_ids)).order_by(Delivery.id)))
+            configured = channel_config.load()
+            adapted = wecom_message(_notification(message), configured.wx_qy_msgtype, detail_url(message))
+            source, agentid = _wecom_source(configured, message)
+            attempts = max(r.attempts for r in rows) + 1
+            interval = int(current_app.config["WECOM_DUPLICATE_CHECK_SECONDS"])
+            try:
+                answer = call_with_token(source, lambda token: work_client().send_message(
+                    token, agentid, [r.receiver for r in rows], adapted.msgtype, adapted.payload,
+                    enable_duplicate_check=True, duplicate_check_interval=interval))
+            except WeChatError as exc:
+                _record(delivery_ids, _outcome(exc, attempts=attempts, created_at=rows[0].created_at, channel=CHANNEL_QYWX))
+                return
+            refused = {u.lower() for u in answer.get("invaliduser", [])}
+            unlicensed = {u.lower() for u in answer.get("unlicenseduser", [])}
+            sent = [r.id for r in rows if r.receiver.lower() not in refused | unlicensed]
+            if sent:
+                _record(sent, {**_outcome(None, attempts=attempts, created_at=rows[0].created_at, channel=CHANNEL_QYWX),
+                               "wx_msgid": str(answer.get("msgid") or "")})
+            for reason, ids in (
+                ("not a member of the organisation, or outside the application's visible range (invaliduser)", refused),
+                ("the member has no WeCom API licence (unlicenseduser)", unlicensed),
+            ):
+                failed = [r.id for r in rows if r.receiver.lower() in ids]
+                if failed:
+                    _record(failed, {"status": FAILED, "errcode": None, "errmsg": reason, "claimed_until": None})
+        finally:
+            db.session.remove()
+
+
+def _jobs(message: Message, deliveries: list[Delivery]):
+    """(function, args) per WeChat call needed for these deliveries of one message."""
+    ids = [d.id for d in deliveries]
+    if message.channel == CHANNEL_MP:
+        return [(_send_mp, (message.id, i)) for i in ids]
+    return [(_send_qy, (message.id, ids[i:i + WECOM_BATCH])) for i in range(0, len(ids), WECOM_BATCH)]
+
+
+def deliver(message: Message, deliveries: list[Delivery], budget: float) -> None:
+    """Send now, within ``budget`` seconds; what is left stays queued and is handed to the retry job."""
+    app = current_app._get_current_object()
+    pool = _pool(app)
+    futures = {}
+    for func, args in _jobs(message, deliveries):
+        futures[pool.submit(func, app, *args)] = args[1] if isinstance(args[1], list) else [args[1]]
+    done, pending = wait(futures, timeout=budget)
+    # Calls not started yet are dropped and their rows released, so the retry job takes them at
+    # once; calls already running finish in the background and record their own outcome.
+    release = [i for future in pending if future.cancel() for i in futures[future]]
+    if release:
+        _record(release, {"claimed_until": None, "next_attempt_at": utcnow()}, attempt=False)
+    for future in done:
+        if future.exception() is not None:
+            log.error("delivery call failed unexpectedly: %s", future.exception())
+
+
+def send_now(message: Message) -> None:
+    """Deliver a just-accepted message within the request's time budget."""
+    waiting = [d for d in message.deliveries if d.status == QUEUED]
+    if waiting:
+        deliver(message, waiting, float(current_app.config["DELIVERY_TIME_BUDGET"]))
+
+
+# --- retrying -------------------------------------------------------------------------------------
+
+def claim_due(limit: int = 200) -> list[int]:
+    """Claim due queued deliveries for this worker; two workers never get the same row."""
+    now = utcnow()
+    lease = timedelta(seconds=float(current_app.config["DELIVERY_TIME_BUDGET"]) + 60)
+    due = and_(Delivery.status == QUEUED, Delivery.next_attempt_at <= now,
+               or_(Delivery.claimed_until.is_(None), Delivery.claimed_until < now))
+    with db.write_connection() as connection:
+        query = select(Delivery.id).where(due).order_by(Delivery.next_attempt_at, Delivery.id).limit(limit)
+        if connection.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        ids = list(connection.execute(query).scalars())
+        if ids:
+            connection.execute(update(Delivery).where(Delivery.id.in_(ids)).values(claimed_until=now + lease))
+    return ids
+
+
+def deliver_due(limit: int = 200) -> int:
+    """The retry job: claim due deliveries and send them (grouped per message, batched for WeCom)."""
+    ids = claim_due(limit)
+    if not ids:
+        return 0
+    rows = list(db.session.scalars(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.message_id, Delivery.id)))
+    budget = float(current_app.config["DELIVERY_TIME_BUDGET"]) * 3
+    for message_id, group in groupby(rows, key=lambda d: d.message_id):
+        message = db.session.get(Message, message_id)
+        deliver(message, list(group), budget)
+    return len(rows)
+
+
+def record_receipt(wx_msgid: str, status: str) -> int:
+    """WeChat's delivery report for a template message (TEMPLATESENDJOBFINISH); returns rows updated."""
+    with db.write_connection() as connection:
+        return connection.execute(update(Delivery).where(Delivery.wx_msgid == wx_msgid).values(receipt=status[:64])).rowcount
+
+
+def retry_now(delivery_id: int) -> Delivery | None:
+    """An administrator asks for a failed delivery to be tried again at once."""
+    with db.transaction() as session:
+        delivery = session.get(Delivery, delivery_id)
+        if delivery is None or delivery.status != FAILED:
+            return delivery
+        delivery.status, delivery.next_attempt_at, delivery.claimed_until = QUEUED, utcnow(), None
+    return delivery
+
+
+# --- answering ------------------------------------------------------------------------------------
+
+def describe(message: Message, invalid_usernames: list[str] | None = None) -> dict:
+    """The ``data`` of the send API's answer (and of the status endpoint), with current statuses."""
+    db.session.expire_all()
+    rows = list(db.session.scalars(select(Delivery).where(Delivery.message_id == message.id).order_by(Delivery.id)))
+    return {
+        "message_id": message.public_id,
+        "deliveries": [
+            {"receiver": d.receiver, "username": d.username, "status": d.status,
+             "errcode": d.errcode, "errmsg": d.errmsg, "receipt": d.receipt}
+            for d in rows
+        ],
+        "username_check": {"invalid": invalid_usernames or []},
+    }
