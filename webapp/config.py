@@ -60,6 +60,8 @@ class Defaults:
     DELIVERY_RETRY_MAX_SECONDS = 1800
     DELIVERY_MAX_AGE_SECONDS = 24 * 3600
     DELIVERY_JOB_SECONDS = 15
+    # A claimed delivery whose worker died is taken again this long after its time budget ended.
+    DELIVERY_CLAIM_MARGIN_SECONDS = 60
     WECOM_DUPLICATE_CHECK_SECONDS = 600
     # The send API: receivers per request, and the default requests per minute for a new application.
     SEND_MAX_RECEIVERS = 5000

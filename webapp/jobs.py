@@ -58,10 +58,10 @@ def deliver_due() -> None:
         pass  # a full batch: there may be more due right now
 
 
-#: (job id, function, interval in seconds)
-JOBS: list[tuple[str, callable, int]] = [
+#: (job id, function, interval in seconds or the configuration key that holds it)
+JOBS: list[tuple[str, callable, int | str]] = [
     ("refresh_tokens", refresh_tokens, 60),
-    ("deliver_due", deliver_due, 15),
+    ("deliver_due", deliver_due, "DELIVERY_JOB_SECONDS"),
     ("purge_stale_rows", purge_stale_rows, 600),
 ]
 
@@ -81,7 +81,7 @@ def build_scheduler(app: Flask, blocking: bool = False) -> BaseScheduler:
         scheduler.add_job(
             partial(_run_in_app, app, func),
             "interval",
-            seconds=seconds,
+            seconds=float(app.config[seconds]) if isinstance(seconds, str) else seconds,
             id=job_id,
             name=job_id,
             max_instances=1,

@@ -51,11 +51,16 @@ class Target:
 
 # --- accepting ------------------------------------------------------------------------------------
 
+def _lease() -> timedelta:
+    """How long a claim lasts: the time budget, plus a margin before another worker may take over."""
+    config = current_app.config
+    return timedelta(seconds=float(config["DELIVERY_TIME_BUDGET"]) + float(config["DELIVERY_CLAIM_MARGIN_SECONDS"]))
+
+
 def accept(*, api_app_id: int | None, request_id: str, configured, notification: Notification, targets: list[Target],
            overrides: dict | None = None) -> Message:
     """Store the message and its deliveries in one transaction, claimed by this request for its time budget."""
     now = utcnow()
-    budget = float(current_app.config["DELIVERY_TIME_BUDGET"])
     options = {}
     if overrides:
         if overrides.get("agentid"):
@@ -67,7 +72,7 @@ def accept(*, api_app_id: int | None, request_id: str, configured, notification:
                       remark=notification.remark, url=notification.url, options=options or None)
     for target in targets:
         delivery = Delivery(receiver=target.receiver, username=target.username, next_attempt_at=now,
-                            claimed_until=now + timedelta(seconds=budget + 60))
+                            claimed_until=now + _lease())
         if target.refusal:
             delivery.status, delivery.errmsg, delivery.claimed_until = FAILED, target.refusal, None
         message.deliveries.append(delivery)
@@ -248,7 +253,7 @@ def send_now(message: Message) -> None:
 def claim_due(limit: int = 200) -> list[int]:
     """Claim due queued deliveries for this worker; two workers never get the same row."""
     now = utcnow()
-    lease = timedelta(seconds=float(current_app.config["DELIVERY_TIME_BUDGET"]) + 60)
+    lease = _lease()
     due = and_(Delivery.status == QUEUED, Delivery.next_attempt_at <= now,
                or_(Delivery.claimed_until.is_(None), Delivery.claimed_until < now))
     with db.write_connection() as connection:
