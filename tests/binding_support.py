@@ -38,7 +38,7 @@ def browser(base: str, username: str, password: str) -> requests.Session:
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
     answer = session.post(base + "/login", data={"username": username, "password": password, "csrf_token": token},
                           allow_redirects=False, timeout=5)
-    assert answer.status_code == 302, answer.text
+    assert answer.status_code == 302 and not answer.headers["Location"].endswith("/setup/"), answer.text
     return session
 
 

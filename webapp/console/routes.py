@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
@@ -55,3 +56,127 @@ def unbind_binding(binding_id: int):
     flash(_("The binding of %(id)s is ended.", id=binding.wx_id), "success")
     back = request.form.get("next")
     return redirect(safe_next(back, url_for("console.bindings")))
+
+
+# --- calling applications ---------------------------------------------------------------------------
+
+@bp.route("/apps/", methods=["GET", "POST"])
+@admin_required
+def apps():
+    """The applications allowed to call the send API; register one (its secret is shown once)."""
+    from webapp.api.apps import AppError, create_app_credentials
+    from webapp.console.forms import NewAppForm
+
+    form = NewAppForm()
+    secret = None
+    if form.validate_on_submit():
+        try:
+            _, secret = create_app_credentials(form.app_code.data, actor=current_user.username,
+                                               rate_limit_per_minute=form.rate_limit.data)
+        except AppError as exc:
+            form.app_code.errors.append(str(exc))
+    listed = db.session.scalars(select(ApiApp).order_by(ApiApp.app_code)).all()
+    return render_template("console/apps.html", form=form, apps=listed, secret=secret,
+                           new_code=form.app_code.data if secret else None, action_form=EmptyForm())
+
+
+def _app_or_404(app_id: int) -> ApiApp:
+    api_app = db.session.get(ApiApp, app_id)
+    if api_app is None:
+        abort(404)
+    return api_app
+
+
+@bp.post("/apps/<int:app_id>/rotate")
+@admin_required
+def rotate_app_secret(app_id: int):
+    """Give an application a new secret (shown once); the old one stops working at once."""
+    from webapp.api.apps import rotate_secret
+    from webapp.console.forms import NewAppForm
+
+    api_app = _app_or_404(app_id)
+    secret = rotate_secret(api_app, actor=current_user.username)
+    listed = db.session.scalars(select(ApiApp).order_by(ApiApp.app_code)).all()
+    return render_template("console/apps.html", form=NewAppForm(formdata=None), apps=listed, secret=secret,
+                           new_code=api_app.app_code, rotated=True, action_form=EmptyForm())
+
+
+@bp.post("/apps/<int:app_id>/enabled")
+@admin_required
+def toggle_app(app_id: int):
+    """Enable or disable an application."""
+    from webapp.console.services import set_enabled
+
+    api_app = _app_or_404(app_id)
+    set_enabled(api_app, request.form.get("enabled") == "1", current_user.username)
+    flash(_("%(code)s is enabled.", code=api_app.app_code) if api_app.enabled else _("%(code)s is disabled: its calls are refused.", code=api_app.app_code), "success")
+    return redirect(url_for("console.apps"))
+
+
+@bp.post("/apps/<int:app_id>/rate")
+@admin_required
+def app_rate_limit(app_id: int):
+    """Change an application's rate limit."""
+    from webapp.console.forms import RateLimitForm
+    from webapp.console.services import set_rate_limit
+
+    api_app = _app_or_404(app_id)
+    form = RateLimitForm()
+    if form.validate_on_submit():
+        set_rate_limit(api_app, form.rate_limit.data, current_user.username)
+        flash(_("%(code)s may now send %(n)d requests a minute.", code=api_app.app_code, n=form.rate_limit.data), "success")
+    else:
+        flash(_("The rate limit must be a whole number from 1 to 1,000,000."), "danger")
+    return redirect(url_for("console.apps"))
+
+
+# --- the delivery log ----------------------------------------------------------------------------
+
+@bp.get("/deliveries/")
+@admin_required
+def deliveries():
+    """Every delivery, newest first, filtered by status, receiver, application and day."""
+    from webapp.console.services import delivery_log
+
+    args = {k: request.args.get(k, "")[:100] for k in ("status", "receiver", "app", "since", "until")}
+    page = max(1, request.args.get("page", 1, type=int))
+    rows, total = delivery_log(args["status"], args["receiver"], args["app"], args["since"], args["until"],
+                               limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    codes = db.session.scalars(select(ApiApp.app_code).order_by(ApiApp.app_code)).all()
+    return render_template("console/deliveries.html", rows=rows, total=total, page=page,
+                           pages=max(1, -(-total // PAGE_SIZE)), args=args, codes=codes)
+
+
+@bp.get("/messages/<public_id>")
+@admin_required
+def message(public_id: str):
+    """One message: its content and each delivery with errcode, the advice for it, attempts and receipt."""
+    from webapp.models import Delivery, Message
+    from webapp.wechat import diagnose
+
+    found = db.session.scalar(select(Message).where(Message.public_id == public_id[:32]))
+    if found is None:
+        abort(404)
+    rows = db.session.scalars(select(Delivery).where(Delivery.message_id == found.id).order_by(Delivery.id)).all()
+    language = get_locale().language
+    advice = {d.id: diagnose(d.errcode, d.errmsg or "", found.channel).message(language) for d in rows if d.errcode not in (None, 0)}
+    app_code = db.session.scalar(select(ApiApp.app_code).where(ApiApp.id == found.api_app_id)) if found.api_app_id else None
+    return render_template("console/message.html", message=found, rows=rows, advice=advice, app_code=app_code, form=EmptyForm())
+
+
+@bp.post("/deliveries/<int:delivery_id>/retry")
+@admin_required
+def retry_delivery(delivery_id: int):
+    """Send a failed delivery again (it keeps its client_msg_id, so WeChat never shows it twice)."""
+    from webapp.delivery.engine import retry_now
+    from webapp.models import AuditEntry, Message
+
+    delivery = retry_now(delivery_id)
+    if delivery is None:
+        abort(404)
+    with db.transaction() as session:
+        session.add(AuditEntry(actor=current_user.username, action="delivery.retry", target=str(delivery.receiver),
+                               detail={"delivery": delivery_id}))
+    flash(_("The delivery to %(receiver)s is queued again; it is sent within a minute.", receiver=delivery.receiver), "success")
+    public_id = db.session.scalar(select(Message.public_id).where(Message.id == delivery.message_id))
+    return redirect(url_for("console.message", public_id=public_id))
