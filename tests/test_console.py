@@ -86,3 +86,20 @@ def test_console_pages_are_for_administrators(mp):
     alice = browser(base, "alice", "alice-password-1")
     for path in ("/console/apps/", "/console/deliveries/", "/console/bindings/"):
         assert alice.get(base + path, timeout=10).status_code == 403
+
+
+def test_overview_shows_channel_health_chart_and_frequent_errors(mp):
+    app, base, api = mp
+    admin = admin_session(app, base)
+    api.send(BODY)
+    sim(base, "faults", {"endpoint": "template_send", "kind": "errcode", "errcode": 40037, "count": 2})
+    api.send(BODY)
+    api.send(BODY)
+    # WeChat verifies the callback URL (the simulator's 服务器配置 submit, done when connecting).
+    page = admin.get(base + "/console/", timeout=10).text
+    assert "valid" in page and "verified" in page  # token fetched, URL verified
+    assert "1 sent" in page and "2 failed" in page
+    assert "<svg" in page and "Deliveries per hour" in page
+    assert "40037" in page and "× 2" in page
+    audit = admin.get(base + "/console/audit/", params={"action": "api_app."}, timeout=10).text
+    assert "api_app.create" in audit and "<code>channel.configure</code>" not in audit

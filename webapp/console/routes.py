@@ -5,7 +5,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from webapp.auth.forms import EmptyForm
 from webapp.auth.routes import admin_required
@@ -20,14 +20,34 @@ PAGE_SIZE = 50
 @bp.get("/")
 @admin_required
 def index():
-    """Overview: the configured channel, users, calling applications and recent audit entries."""
+    """Overview: channel health (token, callback, deliveries of the last 24 h, frequent errors), recent changes."""
+    from webapp.console.charts import stacked_bars
+    from webapp.console.health import overview
+
+    data = overview(get_locale().language)
+    chart = stacked_bars(data["buckets"], data["labels"], title=_("Deliveries per hour, last 24 hours (UTC)"))
     return render_template(
-        "console/index.html",
-        channel=db.session.scalar(select(ChannelConfig).limit(1)),
-        users=db.session.scalars(select(User).order_by(User.username)).all(),
+        "console/index.html", **data, chart=chart,
         apps=db.session.scalars(select(ApiApp).order_by(ApiApp.app_code)).all(),
-        audit=db.session.scalars(select(AuditEntry).order_by(AuditEntry.at.desc()).limit(20)).all(),
+        users=db.session.scalars(select(User).order_by(User.username)).all(),
+        audit=db.session.scalars(select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(10)).all(),
     )
+
+
+@bp.get("/audit/")
+@admin_required
+def audit():
+    """The audit log: who changed what, when (administrative changes, binds, unbinds, refusals)."""
+    page = max(1, request.args.get("page", 1, type=int))
+    action = request.args.get("action", "")[:64]
+    query = select(AuditEntry)
+    if action:
+        query = query.where(AuditEntry.action.startswith(action))
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    entries = db.session.scalars(query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+                                 .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    return render_template("console/audit.html", entries=entries, total=total, page=page,
+                           pages=max(1, -(-total // PAGE_SIZE)), action=action)
 
 
 @bp.get("/bindings/")
