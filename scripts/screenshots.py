@@ -1,0 +1,102 @@
+"""Take the README's screenshots from a real run: the service with its simulator, driven in Chromium.
+
+    .venv/bin/python -m scripts.screenshots        # writes docs/screenshots/*.png
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    from bench.common import free_port
+    from webapp.simulator.world import MP_APPID, MP_SECRET, OPENID_NOT_FOLLOWING, TEMPLATE_NOTIFICATION_ID
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    folder = tempfile.mkdtemp(prefix="shots-")
+    env = {**os.environ, "FLASK_DATABASE_URL": f"sqlite:///{folder}/db.sqlite3", "FLASK_SECRET_KEY": "screenshots",
+           "FLASK_WEIXIN_SIMULATOR": "true", "FLASK_WEIXIN_MP_API_BASE": base + "/simulator/mp",
+           "FLASK_WEIXIN_QY_API_BASE": base + "/simulator/qy", "FLASK_PUBLIC_URL": base, "FLASK_SCHEDULER_ENABLED": "true"}
+
+    def flask(*args):
+        return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=env, check=True,
+                              capture_output=True, text=True).stdout
+
+    flask("init-db")
+    flask("create-user", "admin", "--password", "admin-password-1", "--admin")
+    flask("create-user", "alice", "--password", "alice-password-1")
+    secret = flask("create-api-app", "bk_monitor").strip().splitlines()[-1]
+    server = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "run", "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                requests.get(base + "/healthz", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        config = {"wx_type": "mp", "wx_app_id": MP_APPID, "wx_secret": MP_SECRET, "wx_token": "DemoToken2026",
+                  "wx_encoding_aes_key": "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG", "wx_encrypt_mode": "safe",
+                  "wx_template_id": TEMPLATE_NOTIFICATION_ID}
+        path = Path(folder) / "weixin.json"
+        path.write_text(json.dumps(config))
+        flask("weixin-config", str(path))
+        requests.post(base + "/simulator/_control/mp/server", json={"url": base + "/console/user_center/weixin/mp/callback/",
+                      "token": config["wx_token"], "encoding_aes_key": config["wx_encoding_aes_key"], "mode": "safe"}, timeout=10)
+        OUT.mkdir(parents=True, exist_ok=True)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 860}, locale="en-US")
+            page.goto(base + "/login?next=/console/user_center/weixin/")
+            page.get_by_label("User name").fill("alice")
+            page.get_by_label("Password").fill("alice-password-1")
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_role("button", name="Show QR code").click()
+            page.locator("#countdown").wait_for()
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(OUT / "bind-qr.png"))
+            content = page.locator("#qr").get_attribute("data-content")
+            requests.post(base + "/simulator/_control/mp/scan", json={"openid": OPENID_NOT_FOLLOWING, "url": content}, timeout=20)
+            page.get_by_role("heading", name="Your WeChat is bound").wait_for(timeout=15000)
+            page.screenshot(path=str(OUT / "bind-bound.png"))
+            headers = {"X-Bkapi-Authorization": json.dumps({"bk_app_code": "bk_monitor", "bk_app_secret": secret})}
+            for heading, message in (("Disk alert", "disk /data on db1 is 91% full"),
+                                     ("Backup finished", "nightly backup of db1 finished in 12 minutes")):
+                requests.post(base + "/api/c/compapi/cmsi/send_weixin/", headers=headers, timeout=30,
+                              json={"receiver__username": "alice", "data": {"heading": heading, "message": message}})
+            page.goto(base + f"/simulator/phone/{OPENID_NOT_FOLLOWING}")
+            page.screenshot(path=str(OUT / "simulator-phone.png"))
+            admin = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")
+            admin.goto(base + "/login?next=/console/")
+            admin.get_by_label("User name").fill("admin")
+            admin.get_by_label("Password").fill("admin-password-1")
+            admin.get_by_role("button", name="Sign in").click()
+            admin.screenshot(path=str(OUT / "console.png"), full_page=True)
+            admin.goto(base + "/console/deliveries/")
+            admin.screenshot(path=str(OUT / "deliveries.png"))
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+    print("\n".join(sorted(str(p.relative_to(ROOT)) for p in OUT.glob("*.png"))))
+
+
+if __name__ == "__main__":
+    main()
