@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from tests.api_support import SEND, SEND_V2, mp, qy, service, sim, sim_messages  # noqa: F401  (fixtures)
 from webapp.extensions import db
 from webapp.models import ApiApp, Delivery, Message, utcnow
-from webapp.simulator.world import OPENID_ALICE, OPENID_BOB, OPENID_NOT_FOLLOWING
+from webapp.simulator.world import OPENID_ALICE, OPENID_BOB
 
 BODY = {"receiver__username": "alice", "data": {"heading": "Disk alert", "message": "disk /data 91% full"}}
 

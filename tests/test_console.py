@@ -1,7 +1,6 @@
 """The administrators' console: calling applications and the delivery log, through the real pages."""
 import re
 
-import requests
 from sqlalchemy import select
 
 from tests.api_support import Api, mp, service, sim  # noqa: F401  (fixtures)

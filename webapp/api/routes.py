@@ -28,7 +28,7 @@ def _refusal(request_id: str, exc: ApiError):
     return _answer(request_id, result=False, code=exc.code, message=exc.message, status=exc.status, headers=exc.headers)
 
 
-def _send(request_id: str, body: dict, send: services.SendRequest, caller: services.Caller):
+def _send(request_id: str, send: services.SendRequest, caller: services.Caller):
     configured = services.configured_channel()
     targets, invalid = services.resolve(send, configured)
     message = engine.accept(api_app_id=caller.app.id, request_id=request_id, configured=configured,
@@ -58,7 +58,7 @@ def send_weixin():
         caller = services.authenticate(body)
         services.check_rate(caller.app)
         send = services.validate(body)
-        return _send(request_id, body, send, caller)
+        return _send(request_id, send, caller)
     except ApiError as exc:
         return _refusal(request_id, exc)
 
@@ -76,7 +76,7 @@ def send_msg():
         if body.get("msg_type") != "weixin":
             raise services.invalid("msg_type must be weixin: this service sends WeChat messages only")
         send = services.validate(body, heading_key="title", message_key="content", base64_key="is_content_base64")
-        return _send(request_id, body, send, caller)
+        return _send(request_id, send, caller)
     except ApiError as exc:
         return _refusal(request_id, exc)
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from webapp.auth.forms import EmptyForm
 from webapp.auth.routes import admin_required
 from webapp.extensions import db
-from webapp.models import ApiApp, AuditEntry, ChannelConfig, User
+from webapp.models import ApiApp, AuditEntry, User
 from webapp.web import safe_next
 
 bp = Blueprint("console", __name__, url_prefix="/console")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
