@@ -103,3 +103,10 @@ def test_throttling_ends_after_the_window(make_app, users):
 
     time.sleep(1.1)
     assert auth.login().status_code == 302
+
+
+def test_nul_characters_are_refused_with_a_clear_400(client, users):
+    page = client.get("/login")
+    response = client.post("/login", data={"username": "ad\x00min", "password": "x", "csrf_token": csrf_token(page.text)})
+    assert response.status_code == 400 and "NUL character" in response.text
+    assert client.get("/login?next=/%00").status_code == 400

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask
+from flask import Flask, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -29,7 +29,18 @@ def _messages() -> dict[int, tuple[str, str]]:
 
 
 def register(app: Flask) -> None:
-    """Install the error handlers on ``app``."""
+    """Install the error handlers on ``app``, and refuse NUL characters in query strings and forms."""
+
+    @app.before_request
+    def refuse_nul_characters():
+        # No page or API takes a NUL character, and PostgreSQL text cannot store one: refuse it here
+        # with a clear 400 rather than fail later with a database error.
+        values = [*request.args.keys(), *request.args.values(), request.path]
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            values += [*request.form.keys(), *request.form.values()]
+        if any("\x00" in value for value in values):
+            return error_response(400, _("The request contains a NUL character, which no field accepts."))
+        return None
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):

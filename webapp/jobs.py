@@ -54,7 +54,7 @@ def deliver_due() -> None:
     """Retry queued and transiently failed deliveries that are due (claimed, so workers never share one)."""
     from webapp.delivery.engine import deliver_due as run
 
-    while run() == 200:
+    while run() >= 200:
         pass  # a full batch: there may be more due right now
 
 

@@ -1,6 +1,7 @@
 """Small helpers shared by the blueprints: JSON-or-HTML answers and safe redirects."""
 from __future__ import annotations
 
+import uuid
 from urllib.parse import urlsplit
 
 from flask import jsonify, make_response, render_template, request
@@ -35,7 +36,11 @@ def error_response(status: int, message: str, title: str | None = None):
     if request.path.startswith(PLAIN_PATH_PREFIXES):
         return make_response((message, status, {"Content-Type": "text/plain; charset=utf-8"}))
     if wants_json_response():
-        return make_response((jsonify({"result": False, "code": status, "message": message}), status))
+        body = {"result": False, "code": status, "message": message}
+        if request.path.startswith("/api/"):
+            # The send API's answers always carry these (BlueKing callers log request_id).
+            body.update(request_id=uuid.uuid4().hex, data=None)
+        return make_response((jsonify(body), status))
     page = render_template("errors/error.html", status=status, title=title or message, message=message)
     return make_response((page, status))
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 _RECEIVERS = {
-    "oneOf": [{"type": "string", "maxLength": 200000}, {"type": "array", "items": {"type": "string", "maxLength": 128}}],
+    "oneOf": [{"type": "string", "maxLength": 100000},
+              {"type": "array", "maxItems": 5000, "items": {"type": "string", "maxLength": 128}}],
     "description": "A list, or one string separated by commas, semicolons, spaces or newlines.",
 }
 _CREDENTIALS = {
@@ -53,6 +54,8 @@ def _responses(data_schema) -> dict:
         "200": {"description": "Answer (result false with code 1306000 for an invalid request).", "content": body},
         "401": {"description": "Missing, wrong or disabled application credentials.", "content": body},
         "429": {"description": "The application's rate limit is reached; see Retry-After.", "content": body},
+        "400": {"description": "A query or form value holds a NUL character.", "content": body},
+        "413": {"description": "The request body is larger than 1 MiB.", "content": body},
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template
 from sqlalchemy import select
 
-from webapp.delivery.engine import read_detail_token
+from webapp.delivery.engine import detail_expired, read_detail_token
 from webapp.extensions import db
 from webapp.models import Message
 
@@ -16,6 +16,6 @@ def detail(token: str):
     """Show a whole message to whoever holds its link (the receivers); anyone else gets 404."""
     public_id = read_detail_token(token)
     message = db.session.scalar(select(Message).where(Message.public_id == public_id)) if public_id else None
-    if message is None:
+    if message is None or detail_expired(message):
         abort(404)
     return render_template("messages/detail.html", message=message)

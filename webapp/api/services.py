@@ -91,6 +91,8 @@ def authenticate(body: dict) -> Caller:
             for name in names:
                 value = source.get(name)
                 if isinstance(value, str) and value:
+                    if "\x00" in value or len(value) > 256:
+                        raise ApiError(401, 401, f"{name} is not a valid credential")
                     return value
         return None
 
@@ -144,6 +146,8 @@ def _names(value, name: str) -> list[str]:
     for item in unique:
         if len(item) > 128:
             raise invalid(f"{name} has an entry longer than 128 characters")
+        if "\x00" in item:
+            raise invalid(f"{name} contains a NUL character")
     return unique
 
 
@@ -157,6 +161,8 @@ def _text(data: dict, name: str, *, required: bool = False, limit: int = 4000) -
         raise invalid(f"data.{name} must be a string")
     if len(value) > limit:
         raise invalid(f"data.{name} is longer than {limit} characters")
+    if "\x00" in value:
+        raise invalid(f"data.{name} contains a NUL character")
     return value
 
 
@@ -210,7 +216,7 @@ def validate(body: dict, *, heading_key="heading", message_key="message", base64
         overrides["agentid"] = int(agentid)
     secret = body.get("wx_qy_corpsecret")
     if secret not in (None, ""):
-        if not isinstance(secret, str) or len(secret) > 128:
+        if not isinstance(secret, str) or len(secret) > 128 or "\x00" in secret:
             raise invalid("wx_qy_corpsecret must be a string")
         overrides["corpsecret"] = secret
     return SendRequest(Notification(heading, message, date, remark, url), receivers, usernames, overrides)

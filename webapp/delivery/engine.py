@@ -22,7 +22,7 @@ from datetime import timedelta
 from itertools import groupby
 
 from flask import Flask, current_app
-from itsdangerous import URLSafeTimedSerializer
+from itsdangerous import URLSafeSerializer
 from sqlalchemy import and_, or_, select, update
 
 from webapp import channel as channel_config
@@ -90,22 +90,34 @@ def _pool(app: Flask) -> ThreadPoolExecutor:
     return pool
 
 
+def _detail_signer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="message-detail")
+
+
 def detail_url(message: Message) -> str | None:
-    """A signed, expiring, unguessable link to the whole message, when FLASK_PUBLIC_URL is set."""
+    """A signed, unguessable link to the whole message, when FLASK_PUBLIC_URL is set.
+
+    The link is the same on every attempt (no time inside it), so a retried WeCom message is
+    identical to the first and WeChat's duplicate check recognises it; it expires
+    DETAIL_LINK_MAX_AGE after the message was accepted (checked when it is opened).
+    """
     base = current_app.config.get("PUBLIC_URL")
     if not base:
         return None
-    token = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="message-detail").dumps(message.public_id)
-    return f"{base}/m/{token}"
+    return f"{base}/m/{_detail_signer().dumps(message.public_id)}"
 
 
 def read_detail_token(token: str) -> str | None:
-    """The message id in a detail link, or None when the link is forged or expired."""
-    serializer = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="message-detail")
+    """The message id in a detail link, or None when the link is forged."""
     try:
-        return serializer.loads(token, max_age=int(current_app.config["DETAIL_LINK_MAX_AGE"]))
-    except Exception:  # BadSignature, SignatureExpired, malformed input: all mean "no such link"
+        return _detail_signer().loads(token)
+    except Exception:  # BadSignature or malformed input: both mean "no such link"
         return None
+
+
+def detail_expired(message: Message) -> bool:
+    """Whether a message's detail link is past its lifetime."""
+    return utcnow() - message.created_at > timedelta(seconds=int(current_app.config["DETAIL_LINK_MAX_AGE"]))
 
 
 def _notification(message: Message) -> Notification:
@@ -214,12 +226,27 @@ def _send_qy(app: Flask, message_id: int, delivery_ids: list[int]) -> None:
             db.session.remove()
 
 
+def wecom_batches(message_id: int) -> dict[int, int]:
+    """Delivery id -> batch number, fixed for the life of a message.
+
+    Batches are the message's sendable deliveries in id order, 1000 at a time. A retry sends
+    exactly the batch that was lost (same receivers, same order), which is what lets WeCom's
+    duplicate check recognise it.
+    """
+    with db.engine.connect() as connection:  # not the caller's session: its snapshot must stay unopened
+        ids = connection.execute(select(Delivery.id).where(Delivery.message_id == message_id, Delivery.receiver != "")
+                                 .order_by(Delivery.id)).scalars().all()
+    return {delivery_id: index // WECOM_BATCH for index, delivery_id in enumerate(ids)}
+
+
 def _jobs(message: Message, deliveries: list[Delivery]):
     """(function, args) per WeChat call needed for these deliveries of one message."""
     ids = [d.id for d in deliveries]
     if message.channel == CHANNEL_MP:
         return [(_send_mp, (message.id, i)) for i in ids]
-    return [(_send_qy, (message.id, ids[i:i + WECOM_BATCH])) for i in range(0, len(ids), WECOM_BATCH)]
+    batch_of = wecom_batches(message.id)
+    ids.sort(key=lambda i: (batch_of.get(i, 0), i))
+    return [(_send_qy, (message.id, list(group))) for _, group in groupby(ids, key=lambda i: batch_of.get(i, 0))]
 
 
 def deliver(message: Message, deliveries: list[Delivery], budget: float) -> None:
@@ -256,10 +283,16 @@ def claim_due(limit: int = 200) -> list[int]:
     due = and_(Delivery.status == QUEUED, Delivery.next_attempt_at <= now,
                or_(Delivery.claimed_until.is_(None), Delivery.claimed_until < now))
     with db.write_connection() as connection:
-        query = select(Delivery.id).where(due).order_by(Delivery.next_attempt_at, Delivery.id).limit(limit)
-        if connection.dialect.name == "postgresql":
+        postgres = connection.dialect.name == "postgresql"
+        query = select(Delivery.id, Delivery.message_id).where(due).order_by(Delivery.next_attempt_at, Delivery.id).limit(limit)
+        if postgres:
             query = query.with_for_update(skip_locked=True)
-        ids = list(connection.execute(query).scalars())
+        rows = connection.execute(query).all()
+        # Whole messages are claimed, never part of one: a lost WeCom batch must be retried whole.
+        rest = select(Delivery.id).where(due, Delivery.message_id.in_({r.message_id for r in rows}))
+        if postgres:
+            rest = rest.with_for_update(skip_locked=True)
+        ids = sorted({r.id for r in rows} | set(connection.execute(rest).scalars())) if rows else []
         if ids:
             connection.execute(update(Delivery).where(Delivery.id.in_(ids)).values(claimed_until=now + lease))
     return ids
@@ -298,6 +331,9 @@ def retry_now(delivery_id: int) -> Delivery | None:
 
 def describe(message: Message, invalid_usernames: list[str] | None = None) -> dict:
     """The ``data`` of the send API's answer (and of the status endpoint), with current statuses."""
+    # The pool's threads wrote the outcomes on their own connections: end any read transaction of
+    # this session (its snapshot would hide them) and forget the objects it loaded before.
+    db.session.rollback()
     db.session.expire_all()
     rows = list(db.session.scalars(select(Delivery).where(Delivery.message_id == message.id).order_by(Delivery.id)))
     return {
