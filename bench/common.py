@@ -114,3 +114,75 @@ def hammer(base: str, requests_: list[tuple[str, str, bytes]], concurrency: int 
         "p95_ms": round(latencies[int(len(latencies) * 0.95)] * 1000, 2),
         "statuses": statuses,
     }
+
+
+# --- helpers added for the send benchmarks (fanout, wecom_batching, api_overhead, memory) ---------
+
+@contextlib.contextmanager
+def gunicorn_process(env: dict, module: str = "wsgi:app", workers: int = 1, threads: int = 4):
+    """Like :func:`gunicorn`, but yield ``(base_url, master_process)`` so that workers can be inspected."""
+    port = free_port()
+    process = subprocess.Popen(
+        [PYTHON, "-m", "gunicorn", "--workers", str(workers), "--threads", str(threads), "--bind", f"127.0.0.1:{port}",
+         "--log-level", "warning", module],
+        cwd=ROOT, env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            time.sleep(0.1)
+        yield base, process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of process ``pid`` (a gunicorn master's workers)."""
+    children: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                children += [int(p) for p in handle.read().split()]
+    return sorted(set(children))
+
+
+def memory_mb(pid: int) -> dict:
+    """Resident memory of process ``pid`` from /proc/<pid>/status: VmRSS now and VmHWM (its peak), in MB."""
+    values = {}
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = round(int(rest.split()[0]) / 1024, 1)
+    return {"rss_mb": values.get("VmRSS"), "peak_rss_mb": values.get("VmHWM")}
+
+
+def summary(latencies: list[float]) -> dict:
+    """Median, p95, mean and max of latencies given in seconds, in milliseconds."""
+    ordered = sorted(latencies)
+    if not ordered:
+        return {"count": 0}
+    return {
+        "count": len(ordered),
+        "median_ms": round(ordered[len(ordered) // 2] * 1000, 2),
+        "p95_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))] * 1000, 2),
+        "mean_ms": round(sum(ordered) / len(ordered) * 1000, 2),
+        "max_ms": round(ordered[-1] * 1000, 2),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages: other work on the shared cores skews the figures."""
+    return [round(value, 2) for value in os.getloadavg()]

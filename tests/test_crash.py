@@ -257,7 +257,13 @@ def test_kill_during_a_wecom_batch_call(world, installation, members):
     wait_for(lambda: world.stats()["calls"].get("qy_send", 0) >= batches, 10, 0.005, "the batch calls")
     service.kill()
     assert service.statuses() == {"queued": members}
-    wait_for(lambda: sum(qy_received(world, content).values()) >= members, 10, what="WeCom to deliver the lost calls")
+    # Usually WeChat got the whole call and delivers it although nobody hears the answer. If the kill
+    # cut the request short, WeChat never had it and the retry is the first delivery: both must end
+    # with exactly one message per member.
+    try:
+        wait_for(lambda: sum(qy_received(world, content).values()) >= members, 10, what="WeCom to deliver the lost calls")
+    except AssertionError:
+        pass
 
     world.update_settings({"latency_ms": 100})
     service.start()
@@ -282,7 +288,10 @@ def test_kill_during_a_wecom_textcard_call_keeps_the_detail_link_stable(world, i
     assert answer["result"] is True, answer["message"]
     wait_for(lambda: world.stats()["calls"].get("qy_send", 0) >= 1, 10, 0.005, "the batch call")
     service.kill()
-    wait_for(lambda: sum(qy_received(world, content).values()) >= 50, 10, what="WeCom to deliver the lost call")
+    try:  # as above: normally WeChat delivers the lost call; if the kill cut it short, the retry is the first
+        wait_for(lambda: sum(qy_received(world, content).values()) >= 50, 10, what="WeCom to deliver the lost call")
+    except AssertionError:
+        pass
 
     world.update_settings({"latency_ms": 100})
     service.start()

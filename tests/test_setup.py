@@ -35,7 +35,8 @@ def test_machine_routes_never_redirect_to_setup(client):
 
 def test_setup_creates_the_admin_and_signs_in(client, app):
     response = _submit(client)
-    assert response.status_code == 302 and response.headers["Location"].endswith("/console/")
+    # No channel is configured yet, so the new administrator is taken to the set-up wizard.
+    assert response.status_code == 302 and response.headers["Location"].endswith("/setup/wizard/")
     assert client.get("/console/").status_code == 200
     with app.app_context():
         admin = db.session.scalar(select(User).where(User.username == "admin"))

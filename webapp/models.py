@@ -349,3 +349,28 @@ class RateWindow(Base):
     api_app_id: Mapped[int] = mapped_column(ForeignKey("api_apps.id", ondelete="CASCADE"))
     window_start: Mapped[datetime] = mapped_column(index=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WizardDraft(Base):
+    """An administrator's answers in the set-up wizard, kept until they are written as the configuration.
+
+    One per administrator. ``answers`` holds what may be shown (AppID, mode, template mapping, ...);
+    the secret answers (AppSecret, Token, EncodingAESKey, WeCom Secret) are kept together in
+    ``secrets_enc``, encrypted with ``webapp.secretbox``. ``state`` is "open" while the admin answers
+    (the callback then also accepts WeChat's URL check signed with this draft's Token), "saved" once
+    the configuration is written, "done" when the admin has seen the summary.
+    """
+
+    __tablename__ = "wizard_drafts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    step: Mapped[str] = mapped_column(String(16), default="channel")
+    wx_type: Mapped[str | None] = mapped_column(String(8))
+    answers: Mapped[dict[str, Any] | None]
+    secrets_enc: Mapped[str | None] = mapped_column(Text)
+    checks: Mapped[dict[str, Any] | None]
+    prefilled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -22,7 +22,7 @@ def test_first_run_creates_the_administrator_and_logs_out(page, live_server):
     page.get_by_label("Password", exact=True).fill("a-good-password")
     page.get_by_label("Password again").fill("a-good-password")
     page.get_by_role("button", name="Create the administrator").click()
-    expect(page).to_have_url(live_server + "/console/")
+    expect(page).to_have_url(live_server + "/setup/wizard/channel")
     expect(page.get_by_text("Your administrator account root-admin is ready.")).to_be_visible()
 
     page.get_by_role("button", name="Sign out").click()

@@ -55,10 +55,29 @@ def _fresh_timestamp(timestamp: str) -> bool:
         return False
 
 
+def _draft_tokens() -> list[str]:
+    """Tokens of open set-up wizard drafts (the configuration is still being written)."""
+    from webapp.setup.wizard_services import open_draft_tokens
+
+    try:
+        return open_draft_tokens()
+    except Exception:  # the wizard's bookkeeping must never break WeChat's check of the saved configuration
+        log.exception("could not read the set-up wizard's drafts")
+        return []
+
+
 def verify_url(args: dict, remote_addr: str) -> Answer:
-    """WeChat's URL check (GET): echo ``echostr`` exactly when the signature is right."""
+    """WeChat's URL check (GET): echo ``echostr`` exactly when the signature is right.
+
+    The signature may be made with the configured Token or with the Token of an administrator's
+    open set-up wizard draft: WeChat checks the URL when the administrator presses Submit on its
+    服务器配置 page, which the wizard asks for before its answers are saved as the configuration.
+    """
     channel = channel_config.load()
-    if channel is None or channel.wx_type != CHANNEL_MP or not channel.wx_token:
+    token = channel.wx_token if channel is not None and channel.wx_type == CHANNEL_MP and channel.wx_token else None
+    # Drafts are read only when the configured Token does not do (never on the usual path).
+    drafts = None if token else _draft_tokens()
+    if token is None and not drafts:
         record("GET", "not_configured", remote_addr=remote_addr)
         return Answer(404, "No WeChat Official Account is configured on this service yet: finish the set-up first.")
     signature, timestamp, nonce = args.get("signature", ""), args.get("timestamp", ""), args.get("nonce", "")
@@ -66,14 +85,21 @@ def verify_url(args: dict, remote_addr: str) -> Answer:
     if not (signature and timestamp and nonce and echostr is not None):
         record("GET", "missing_parameters", remote_addr=remote_addr)
         return Answer(400, "signature, timestamp, nonce and echostr are required")
-    if not check_signature(channel.wx_token, signature, timestamp, nonce):
-        record("GET", "bad_signature", remote_addr=remote_addr,
-                detail="the signature does not match the Token configured here")
-        return Answer(403, "signature mismatch: the Token on WeChat's server configuration page differs from this service's")
+    via_draft = False
+    if not (token and check_signature(token, signature, timestamp, nonce)):
+        if drafts is None:
+            drafts = _draft_tokens()
+        via_draft = any(check_signature(t, signature, timestamp, nonce) for t in drafts)
+        if not via_draft:
+            record("GET", "bad_signature", remote_addr=remote_addr,
+                    detail="the signature does not match the Token configured here"
+                           + (" nor the Token of the set-up wizard's draft" if drafts else ""))
+            return Answer(403, "signature mismatch: the Token on WeChat's server configuration page differs from this service's")
     if not _fresh_timestamp(timestamp):
         record("GET", "stale_timestamp", remote_addr=remote_addr, detail=f"timestamp {timestamp[:20]}")
         return Answer(403, "timestamp too far from the server's clock: check the server's time (NTP)")
-    record("GET", "verified", remote_addr=remote_addr)
+    record("GET", "verified", remote_addr=remote_addr,
+           detail="signed with the Token of the set-up wizard's draft" if via_draft else "")
     return Answer(200, echostr)
 
 

@@ -57,5 +57,11 @@ def index():
             current_app.extensions["setup_done"] = True
             login_user(user)
             flash(_("Welcome! Your administrator account %(name)s is ready.", name=user.username), "success")
-            return redirect(url_for("console.index"))
+            # With no WeChat channel yet, the next thing to do is the set-up wizard.
+            from webapp import channel as channel_config
+
+            return redirect(url_for("setup.wizard_index" if channel_config.load() is None else "console.index"))
     return render_template("setup/admin.html", form=form)
+
+
+from webapp.setup import wizard  # noqa: E402,F401  (the set-up wizard's routes, on this blueprint)
