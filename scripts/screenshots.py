@@ -21,6 +21,40 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
+def wizard_screenshots(playwright, base: str, appid: str, secret: str) -> None:
+    """The set-up wizard's main steps, as an administrator walks through them with the simulator."""
+    browser = playwright.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")
+    page.goto(base + "/login?next=/setup/wizard/")
+    page.get_by_label("User name").fill("admin")
+    page.get_by_label("Password").fill("admin-password-1")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Choose the channel").wait_for()
+    page.screenshot(path=str(OUT / "wizard-1-channel.png"), full_page=True)
+    page.get_by_role("radio", name="WeChat Official Account (公众号)").check()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("AppID (开发者ID)").fill(appid)
+    page.get_by_label("AppSecret (开发者密码)").fill("f" * 32)
+    page.locator("[data-generate=token]").click()
+    page.locator("[data-generate=aes_key]").click()
+    page.get_by_role("button", name="Check the keys and continue").click()
+    page.locator("#wx_secret ~ .invalid-feedback").wait_for()
+    page.screenshot(path=str(OUT / "wizard-3-keys-wrong-secret.png"), full_page=True)
+    page.get_by_label("AppSecret (开发者密码)").fill(secret)
+    page.get_by_role("button", name="Check the keys and continue").click()
+    page.wait_for_url(base + "/setup/wizard/template")
+    page.get_by_text("Alert notice").click()
+    page.locator("#preview-card").wait_for()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(OUT / "wizard-4-template.png"), full_page=True)
+    page.get_by_role("button", name="Check the template and continue").click()
+    page.get_by_role("button", name="Test the callback").click()
+    page.locator("#now-submit").wait_for(timeout=15000)
+    page.screenshot(path=str(OUT / "wizard-5-callback.png"), full_page=True)
+    browser.close()
+
+
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
@@ -51,6 +85,9 @@ def main() -> None:
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
+        OUT.mkdir(parents=True, exist_ok=True)
+        with sync_playwright() as playwright:
+            wizard_screenshots(playwright, base, MP_APPID, MP_SECRET)
         config = {"wx_type": "mp", "wx_app_id": MP_APPID, "wx_secret": MP_SECRET, "wx_token": "DemoToken2026",
                   "wx_encoding_aes_key": "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG", "wx_encrypt_mode": "safe",
                   "wx_template_id": TEMPLATE_NOTIFICATION_ID}
