@@ -224,6 +224,7 @@ def test_rate_limit_per_application(mp):
 
 def test_receipts_from_wechat_reach_the_status_endpoint(mp):
     app, base, api = mp
+    sim(base, "settings", {"mp_receipts": False})  # this test sends WeChat's report itself
     answer = api.send(BODY).json()
     msgid = sim_messages(base)[0]["msgid"]
     sim(base, "mp/push", {"openid": OPENID_ALICE, "fields": {"MsgType": "event", "Event": "TEMPLATESENDJOBFINISH",
@@ -284,3 +285,15 @@ def test_openapi_document(service):
     app, base, api = service
     document = requests.get(base + "/api/openapi.json", timeout=10).json()
     assert document["openapi"].startswith("3.") and "/api/c/compapi/cmsi/send_weixin/" in document["paths"]
+
+
+def test_the_simulated_wechat_reports_deliveries_by_itself(mp):
+    app, base, api = mp
+    answer = api.send(BODY).json()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        receipt = api.status(answer["data"]["message_id"]).json()["data"]["deliveries"][0]["receipt"]
+        if receipt:
+            break
+        time.sleep(0.2)
+    assert receipt == "success"

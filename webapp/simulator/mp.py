@@ -1,6 +1,7 @@
 """The simulated Official Account API, under ``/simulator/mp`` (PROTOCOL.md sections 1-3)."""
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from flask import request
@@ -28,8 +29,26 @@ def mp_stable_token(world: World) -> dict[str, Any]:
 @bp.post("/mp/cgi-bin/message/template/send")
 @api("mp", "template_send")
 def mp_template_send(world: World) -> dict[str, Any]:
-    """Deliver a template message to a follower's simulated phone."""
-    return world.mp_send_template(request.args.get("access_token"), read_json())
+    """Deliver a template message to a follower's simulated phone, and report it later as WeChat does."""
+    body = read_json()
+    answer = world.mp_send_template(request.args.get("access_token"), body)
+    if answer.get("errcode") == 0 and world.settings.get("mp_receipts"):
+        threading.Timer(RECEIPT_DELAY, _report_delivery, args=(world, str(body.get("touser")), str(answer["msgid"]))).start()
+    return answer
+
+
+#: Seconds between a template message and its delivery report.
+RECEIPT_DELAY = 1.0
+
+
+def _report_delivery(world: World, openid: str, msgid: str) -> None:
+    """Push TEMPLATESENDJOBFINISH for ``msgid`` (nothing happens without an enabled server configuration)."""
+    from webapp.simulator.push import push_event
+
+    try:
+        push_event(world, openid, {"MsgType": "event", "Event": "TEMPLATESENDJOBFINISH", "MsgID": msgid, "Status": "success"})
+    except Exception:  # a report that cannot be pushed is simply lost, as with WeChat
+        pass
 
 
 @bp.post("/mp/cgi-bin/qrcode/create")

@@ -178,6 +178,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # How long the simulated WeChat waits for each answer of the service's callback URL (the URL
     # check and every try of an event push), seconds. WeChat waits 5 s; tests lower it.
     "push_timeout": 5.0,
+    # Like WeChat, report each template message's delivery (TEMPLATESENDJOBFINISH, success) to the
+    # callback about a second after it is sent, when the server configuration is enabled.
+    "mp_receipts": True,
 }
 
 #: Server configuration modes of the Official Account (开发 → 基本配置 → 服务器配置 → 消息加解密方式).
