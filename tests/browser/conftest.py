@@ -35,7 +35,7 @@ def page(browser, request):
     """A new browser tab in a fresh context (no cookies), with a screenshot kept when the test fails."""
     context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
     tab = context.new_page()
-    tab.set_default_timeout(10_000)
+    tab.set_default_timeout(20_000)  # generous: CI shares two cores with the server and Chromium
     yield tab
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
