@@ -168,21 +168,24 @@ def _send_mp(app: Flask, message_id: int, delivery_id: int) -> None:
             delivery = db.session.get(Delivery, delivery_id)
             configured = channel_config.load()
             adapted = template_message(_notification(message), configured.wx_template_fields, detail_url(message))
+            receiver, client_msg_id, created_at = delivery.receiver, delivery.client_msg_id, delivery.created_at
             attempts = delivery.attempts + 1
-            try:
-                msgid = call_with_token(
-                    configured.token_source(),
-                    lambda token: mp_client().send_template(token, delivery.receiver, configured.wx_template_id,
-                                                            adapted.payload["data"], url=adapted.payload.get("url"),
-                                                            client_msg_id=delivery.client_msg_id),
-                )
-            except WeChatError as exc:
-                _record([delivery_id], _outcome(exc, attempts=attempts, created_at=delivery.created_at, channel=CHANNEL_MP))
-            else:
-                _record([delivery_id], {**_outcome(None, attempts=attempts, created_at=delivery.created_at, channel=CHANNEL_MP),
-                                        "wx_msgid": str(msgid)})
         finally:
+            # Give the connection back before calling WeChat: a thread holding one while it waits for
+            # WeChat and then for another connection (token, outcome) starves the pool under fan-out.
             db.session.remove()
+        try:
+            msgid = call_with_token(
+                configured.token_source(),
+                lambda token: mp_client().send_template(token, receiver, configured.wx_template_id,
+                                                        adapted.payload["data"], url=adapted.payload.get("url"),
+                                                        client_msg_id=client_msg_id),
+            )
+        except WeChatError as exc:
+            _record([delivery_id], _outcome(exc, attempts=attempts, created_at=created_at, channel=CHANNEL_MP))
+        else:
+            _record([delivery_id], {**_outcome(None, attempts=attempts, created_at=created_at, channel=CHANNEL_MP),
+                                    "wx_msgid": str(msgid)})
 
 
 def _wecom_source(configured, message: Message) -> tuple[TokenSource, int]:
@@ -196,34 +199,36 @@ def _send_qy(app: Flask, message_id: int, delivery_ids: list[int]) -> None:
     with app.app_context():
         try:
             message = db.session.get(Message, message_id)
-            rows = list(db.session.scalars(select(Delivery).where(Delivery.id.in_(delivery_ids)).order_by(Delivery.id)))
+            rows = [(r.id, r.receiver, r.attempts, r.created_at) for r in
+                    db.session.scalars(select(Delivery).where(Delivery.id.in_(delivery_ids)).order_by(Delivery.id))]
             configured = channel_config.load()
             adapted = wecom_message(_notification(message), configured.wx_qy_msgtype, detail_url(message))
             source, agentid = _wecom_source(configured, message)
-            attempts = max(r.attempts for r in rows) + 1
-            interval = int(current_app.config["WECOM_DUPLICATE_CHECK_SECONDS"])
-            try:
-                answer = call_with_token(source, lambda token: work_client().send_message(
-                    token, agentid, [r.receiver for r in rows], adapted.msgtype, adapted.payload,
-                    enable_duplicate_check=True, duplicate_check_interval=interval))
-            except WeChatError as exc:
-                _record(delivery_ids, _outcome(exc, attempts=attempts, created_at=rows[0].created_at, channel=CHANNEL_QYWX))
-                return
-            refused = {u.lower() for u in answer.get("invaliduser", [])}
-            unlicensed = {u.lower() for u in answer.get("unlicenseduser", [])}
-            sent = [r.id for r in rows if r.receiver.lower() not in refused | unlicensed]
-            if sent:
-                _record(sent, {**_outcome(None, attempts=attempts, created_at=rows[0].created_at, channel=CHANNEL_QYWX),
-                               "wx_msgid": str(answer.get("msgid") or "")})
-            for reason, ids in (
-                ("not a member of the organisation, or outside the application's visible range (invaliduser)", refused),
-                ("the member has no WeCom API licence (unlicenseduser)", unlicensed),
-            ):
-                failed = [r.id for r in rows if r.receiver.lower() in ids]
-                if failed:
-                    _record(failed, {"status": FAILED, "errcode": None, "errmsg": reason, "claimed_until": None})
         finally:
-            db.session.remove()
+            db.session.remove()  # no connection held across the WeChat call (see _send_mp)
+        attempts = max(r[2] for r in rows) + 1
+        created_at = rows[0][3]
+        interval = int(app.config["WECOM_DUPLICATE_CHECK_SECONDS"])
+        try:
+            answer = call_with_token(source, lambda token: work_client().send_message(
+                token, agentid, [r[1] for r in rows], adapted.msgtype, adapted.payload,
+                enable_duplicate_check=True, duplicate_check_interval=interval))
+        except WeChatError as exc:
+            _record(delivery_ids, _outcome(exc, attempts=attempts, created_at=created_at, channel=CHANNEL_QYWX))
+            return
+        refused = {u.lower() for u in answer.get("invaliduser", [])}
+        unlicensed = {u.lower() for u in answer.get("unlicenseduser", [])}
+        sent = [r[0] for r in rows if r[1].lower() not in refused | unlicensed]
+        if sent:
+            _record(sent, {**_outcome(None, attempts=attempts, created_at=created_at, channel=CHANNEL_QYWX),
+                           "wx_msgid": str(answer.get("msgid") or "")})
+        for reason, ids in (
+            ("not a member of the organisation, or outside the application's visible range (invaliduser)", refused),
+            ("the member has no WeCom API licence (unlicenseduser)", unlicensed),
+        ):
+            failed = [r[0] for r in rows if r[1].lower() in ids]
+            if failed:
+                _record(failed, {"status": FAILED, "errcode": None, "errmsg": reason, "claimed_until": None})
 
 
 def wecom_batches(message_id: int) -> dict[int, int]:
@@ -256,6 +261,9 @@ def deliver(message: Message, deliveries: list[Delivery], budget: float) -> None
     futures = {}
     for func, args in _jobs(message, deliveries):
         futures[pool.submit(func, app, *args)] = args[1] if isinstance(args[1], list) else [args[1]]
+    # Nothing is pending in this session (the message is stored): end its transaction so that it
+    # holds no database connection while the pool's threads need theirs.
+    db.session.rollback()
     done, pending = wait(futures, timeout=budget)
     # Calls not started yet are dropped and their rows released, so the retry job takes them at
     # once; calls already running finish in the background and record their own outcome.
