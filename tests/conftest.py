@@ -11,9 +11,9 @@ import re
 import shutil
 
 import pytest
-from sqlalchemy import create_engine
 
 from webapp import create_app, migrate
+from webapp.database import make_engine
 from webapp.extensions import db
 
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
@@ -40,7 +40,7 @@ def base_config(database_url: str, **extra) -> dict:
 def migrated_template(tmp_path_factory) -> str:
     """An SQLite file with the full schema, made once and copied for each test."""
     path = tmp_path_factory.mktemp("template") / "template.sqlite3"
-    engine = create_engine(f"sqlite:///{path}")
+    engine = make_engine(f"sqlite:///{path}")  # as the app opens it: WAL mode, kept by every copy
     migrate.upgrade(engine)
     engine.dispose()
     return str(path)

@@ -1,7 +1,9 @@
 """A small SQLAlchemy 2.x integration: one engine per app, one scoped session per request or job."""
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from contextlib import contextmanager, nullcontext
 
 from flask import Flask
@@ -114,8 +116,14 @@ def make_engine(url: str, pool_size: int = 5, max_overflow: int = 10) -> Engine:
             cursor = dbapi_connection.cursor()
             # WAL is a property of the database file: switch once (switching needs a moment alone with
             # the file, which a busy database may refuse), then every connection finds it on.
-            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                cursor.execute("PRAGMA journal_mode=WAL")
+            for attempt in range(20):
+                try:
+                    if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                        cursor.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError:
+                    # Another process holds the file while switching it: it will be WAL in a moment.
+                    time.sleep(0.05 * (attempt + 1))
             # In WAL mode NORMAL keeps the database consistent through crashes and only risks the last
             # commits on a power loss; FULL would fsync on every commit.
             cursor.execute("PRAGMA synchronous=NORMAL")
