@@ -53,24 +53,8 @@ def instance(database_url: str | None = None, **env):
 @contextlib.contextmanager
 def gunicorn(env: dict, module: str = "bench.bench_wsgi:app", workers: int = 2, threads: int = 4):
     """Serve ``module`` with gunicorn on a free port; yield its base URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [PYTHON, "-m", "gunicorn", "--workers", str(workers), "--threads", str(threads), "--bind", f"127.0.0.1:{port}",
-         "--log-level", "warning", module],
-        cwd=ROOT, env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            time.sleep(0.1)
+    with gunicorn_process(env, module, workers, threads) as (base, _process):
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def hammer(base: str, requests_: list[tuple[str, str, bytes]], concurrency: int = 8) -> dict:
