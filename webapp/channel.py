@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import select, text
 
 from webapp.extensions import db
@@ -97,12 +98,12 @@ def normalize(data: dict[str, Any], current: Channel | None = None) -> dict[str,
     A secret left empty keeps the current value (so a form can show secrets masked).
     """
     if not isinstance(data, dict):
-        raise ConfigInvalid({"wx_type": "the configuration must be a JSON object"})
+        raise ConfigInvalid({"wx_type": _("the configuration must be a JSON object")})
     errors: dict[str, str] = {}
     wx_type = str(data.get("wx_type", "")).strip()
     wx_type = {"qy": CHANNEL_QYWX}.get(wx_type, wx_type)
     if wx_type not in (CHANNEL_MP, CHANNEL_QYWX):
-        raise ConfigInvalid({"wx_type": 'must be "mp" (Official Account) or "qywx" (WeCom)'})
+        raise ConfigInvalid({"wx_type": _('must be "mp" (Official Account) or "qywx" (WeCom)')})
 
     def text(key: str) -> str:
         value = data.get(key)
@@ -111,54 +112,54 @@ def normalize(data: dict[str, Any], current: Channel | None = None) -> dict[str,
                 return getattr(current, key) or ""
             return ""
         if not isinstance(value, (str, int)) or isinstance(value, bool):
-            errors[key] = "must be a string"
+            errors[key] = _("must be a string")
             return ""
         return str(value).strip()
 
     clean: dict[str, Any] = {"wx_type": wx_type}
     unknown = sorted(set(data) - {"wx_type", *MP_KEYS, *QY_KEYS})
     if unknown:
-        errors[unknown[0]] = "is not a configuration key (check its spelling)"
+        errors[unknown[0]] = _("is not a configuration key (check its spelling)")
     if wx_type == CHANNEL_MP:
         appid, secret, token = text("wx_app_id"), text("wx_secret"), text("wx_token")
         aes_key, template_id = text("wx_encoding_aes_key"), text("wx_template_id")
         mode = text("wx_encrypt_mode") or ("safe" if aes_key else "plain")
         if not _APPID_RE.match(appid):
-            errors["wx_app_id"] = "the AppID is 'wx' followed by 16 hexadecimal characters (开发 → 基本配置)"
+            errors["wx_app_id"] = _("the AppID is 'wx' followed by 16 hexadecimal characters (开发 → 基本配置)")
         if not re.fullmatch(r"[0-9a-fA-F]{32}", secret):
-            errors["wx_secret"] = "the AppSecret is 32 hexadecimal characters (开发 → 基本配置 → AppSecret)"
+            errors["wx_secret"] = _("the AppSecret is 32 hexadecimal characters (开发 → 基本配置 → AppSecret)")
         if not validate_token(token):
-            errors["wx_token"] = "the Token is 3 to 32 letters or digits, the same as on WeChat's 服务器配置 page"
+            errors["wx_token"] = _("the Token is 3 to 32 letters or digits, the same as on WeChat's 服务器配置 page")
         if aes_key and not validate_encoding_aes_key(aes_key):
-            errors["wx_encoding_aes_key"] = "the EncodingAESKey is 43 letters or digits"
+            errors["wx_encoding_aes_key"] = _("the EncodingAESKey is 43 letters or digits")
         if mode not in ENCRYPT_MODES:
-            errors["wx_encrypt_mode"] = "must be plain, compatible or safe"
+            errors["wx_encrypt_mode"] = _("must be plain, compatible or safe")
         elif mode != "plain" and not aes_key:
-            errors["wx_encoding_aes_key"] = "compatible and safe mode need the EncodingAESKey"
+            errors["wx_encoding_aes_key"] = _("compatible and safe mode need the EncodingAESKey")
         if not re.fullmatch(r"[A-Za-z0-9_-]{10,128}", template_id):
-            errors["wx_template_id"] = "the template ID is shown under 功能 → 模板消息 → 我的模板 (not the library number such as TM00015)"
+            errors["wx_template_id"] = _("the template ID is shown under 功能 → 模板消息 → 我的模板 (not the library number such as TM00015)")
         fields = data.get("wx_template_fields") or dict(DEFAULT_TEMPLATE_FIELDS)
         if not isinstance(fields, dict) or not fields:
-            errors["wx_template_fields"] = "must map heading/message/date/remark to template keys"
+            errors["wx_template_fields"] = _("must map heading/message/date/remark to template keys")
         else:
             bad = [k for k, v in fields.items() if k not in TEMPLATE_PARAMETERS or not isinstance(v, str) or not _TEMPLATE_KEY_RE.match(v)]
             if bad:
-                errors["wx_template_fields"] = f"{bad[0]!r}: keys are heading, message, date, remark; values are template keys such as keyword1"
+                errors["wx_template_fields"] = _("%(key)s: keys are heading, message, date, remark; values are template keys such as keyword1", key=repr(bad[0]))
             elif "message" not in fields:
-                errors["wx_template_fields"] = "the message must be mapped to a template key"
+                errors["wx_template_fields"] = _("the message must be mapped to a template key")
         clean.update(wx_app_id=appid, wx_secret=secret, wx_token=token, wx_encoding_aes_key=aes_key or None,
                      wx_encrypt_mode=mode, wx_template_id=template_id, wx_template_fields=fields)
     else:
         corpid, corpsecret, msgtype = text("wx_qy_corpid"), text("wx_qy_corpsecret"), text("wx_qy_msgtype") or "text"
         agentid_text = text("wx_qy_agentid")
         if not _CORPID_RE.match(corpid):
-            errors["wx_qy_corpid"] = "the CorpID is 18 characters starting with ww (我的企业 → 企业信息)"
+            errors["wx_qy_corpid"] = _("the CorpID is 18 characters starting with ww (我的企业 → 企业信息)")
         if not re.fullmatch(r"[A-Za-z0-9_-]{20,64}", corpsecret):
-            errors["wx_qy_corpsecret"] = "the Secret is shown on the application's page (应用管理 → 应用 → Secret)"
+            errors["wx_qy_corpsecret"] = _("the Secret is shown on the application's page (应用管理 → 应用 → Secret)")
         if not agentid_text.isdigit() or not 0 < int(agentid_text) < 2**31:
-            errors["wx_qy_agentid"] = "the AgentId is a number shown on the application's page (应用管理 → 应用)"
+            errors["wx_qy_agentid"] = _("the AgentId is a number shown on the application's page (应用管理 → 应用)")
         if msgtype not in QY_MSGTYPES:
-            errors["wx_qy_msgtype"] = "must be text, textcard or markdown"
+            errors["wx_qy_msgtype"] = _("must be text, textcard or markdown")
         clean.update(wx_qy_corpid=corpid, wx_qy_corpsecret=corpsecret,
                      wx_qy_agentid=int(agentid_text) if agentid_text.isdigit() else None, wx_qy_msgtype=msgtype)
     if errors:
@@ -166,7 +167,14 @@ def normalize(data: dict[str, Any], current: Channel | None = None) -> dict[str,
     return clean
 
 
-def _failure(exc: WeChatError, key_by_kind: dict[str, str]) -> CheckFailed:
+#: Which setting is at fault for each kind of WeChat refusal (see ``webapp.wechat.errors``).
+MP_KEY_BY_KIND = {"secret": "wx_secret", "appid": "wx_app_id", "ip": "wx_secret"}
+QY_KEY_BY_KIND = {"secret": "wx_qy_corpsecret", "appid": "wx_qy_corpid", "corpid": "wx_qy_corpid",
+                  "agent": "wx_qy_agentid", "ip": "wx_qy_corpsecret"}
+
+
+def check_failure(exc: WeChatError, key_by_kind: dict[str, str]) -> CheckFailed:
+    """A WeChat error met while checking keys, as a CheckFailed naming the setting at fault."""
     if isinstance(exc, WeChatAPIError):
         d = exc.diagnosis
         # 40013 is a wrong AppID/CorpID, which the catalogue files under "secret" (the key pair).
@@ -190,7 +198,7 @@ def check_live(clean: dict[str, Any]) -> dict[str, Any]:
             token, _ = source.fetch()
             templates = mp_client().get_all_private_template(token)
         except WeChatError as exc:
-            raise _failure(exc, {"secret": "wx_secret", "appid": "wx_app_id", "ip": "wx_secret"}) from None
+            raise check_failure(exc, MP_KEY_BY_KIND) from None
         ids = [t.get("template_id") for t in templates]
         if channel.wx_template_id not in ids:
             raise CheckFailed(
@@ -204,8 +212,7 @@ def check_live(clean: dict[str, Any]) -> dict[str, Any]:
         token, _ = source.fetch()
         agent = work_client().get_agent(token, channel.wx_qy_agentid)
     except WeChatError as exc:
-        raise _failure(exc, {"secret": "wx_qy_corpsecret", "appid": "wx_qy_corpid", "corpid": "wx_qy_corpid",
-                             "agent": "wx_qy_agentid", "ip": "wx_qy_corpsecret"}) from None
+        raise check_failure(exc, QY_KEY_BY_KIND) from None
     users = (agent.get("allow_userinfos") or {}).get("user") or []
     parties = (agent.get("allow_partys") or {}).get("partyid") or []
     tags = (agent.get("allow_tags") or {}).get("tagid") or []

@@ -8,7 +8,8 @@ characters per value, no line breaks). WeCom app messages get a ``text``, ``text
 simple, a grapheme boundary), with "…" marking the cut; ``Adapted.truncated`` tells the caller to
 offer the full text on a detail page.
 
-No Flask and no database here: everything is a pure function of its arguments.
+No database here: everything is a pure function of its arguments. Warnings for people go
+through Flask-Babel's gettext, which gives English outside a request.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+
+from flask_babel import gettext as _
 
 __all__ = [
     "DATE_LABEL",
@@ -306,44 +309,53 @@ def _key_type(key: str) -> str:
 
 
 def lost_text_warnings(fields: Mapping[str, str] | None, template_keys: list[str] | None = None) -> list[str]:
-    """Readable warnings about a mapping that hides, drops or endangers the caller's text."""
+    """Readable warnings about a mapping that hides, drops or endangers the caller's text.
+
+    The sentences are in the language of the page being served (English outside a request).
+    """
     fields = DEFAULT_TEMPLATE_FIELDS if fields is None else fields
     warnings: list[str] = []
     unknown = sorted(str(p) for p in fields if p not in PARAMETERS)
     if unknown:
-        warnings.append(f"Unknown parameter(s) {', '.join(unknown)}: only {', '.join(PARAMETERS)} can be mapped.")
+        warnings.append(_("Unknown parameter(s) %(unknown)s: only %(known)s can be mapped.",
+                          unknown=", ".join(unknown), known=", ".join(PARAMETERS)))
     keys = {p: _mapped_key(fields, p) for p in PARAMETERS}
     if not keys["message"]:
-        warnings.append("The message is not mapped to any template key: it will not be shown.")
+        warnings.append(_("The message is not mapped to any template key: it will not be shown."))
     unmapped = [p for p in ("heading", "date", "remark") if not keys[p]]
     if unmapped:
-        warnings.append(f"Not mapped: {', '.join(unmapped)}. Their text appears only on the detail page.")
+        warnings.append(_("Not mapped: %(parameters)s. Their text appears only on the detail page.",
+                          parameters=", ".join(unmapped)))
     for parameter in PARAMETERS:
         key = keys[parameter]
         if key in HIDDEN_TEMPLATE_KEYS:
-            what = "The message" if parameter == "message" else f"The {parameter}"
-            warnings.append(f"{what} is mapped to '{key}', which WeChat no longer shows (since 2023-05-04): "
-                            f"it will not be seen in the message.")
+            warnings.append(_("The %(parameter)s is mapped to '%(key)s', which WeChat no longer shows "
+                              "(since 2023-05-04): it will not be seen in the message.",
+                              parameter=parameter, key=key))
     users: dict[str, list[str]] = {}
     for parameter in _KEY_PRIORITY:
         if keys[parameter]:
             users.setdefault(keys[parameter], []).append(parameter)
     for key, parameters in users.items():
         if len(parameters) > 1:
-            warnings.append(f"{' and '.join(parameters)} are all mapped to '{key}': only one is sent "
-                            f"(the {parameters[0]} when it has text); the others are left out.")
+            warnings.append(_("%(parameters)s are all mapped to '%(key)s': only one is sent (the %(first)s "
+                              "when it has text); the others are left out.",
+                              parameters=" and ".join(parameters), key=key, first=parameters[0]))
     for parameter in PARAMETERS:
         key = keys[parameter]
         if not key:
             continue
         kind = _key_type(key)
         if template_keys is not None and key not in template_keys:
-            warnings.append(f"'{key}' (the {parameter}) is not a key of this template: it will not be shown.")
+            warnings.append(_("'%(key)s' (the %(parameter)s) is not a key of this template: it will not be shown.",
+                              key=key, parameter=parameter))
         elif kind in _TYPED_KEYS:
-            warnings.append(f"'{key}' only accepts {kind.replace('_', ' ')} values: WeChat refuses other text "
-                            f"(errcode 47003). Map the {parameter} to a free-text key such as thing or keyword.")
+            warnings.append(_("'%(key)s' only accepts %(kind)s values: WeChat refuses other text (errcode 47003). "
+                              "Map the %(parameter)s to a free-text key such as thing or keyword.",
+                              key=key, kind=kind.replace("_", " "), parameter=parameter))
         elif kind in _TIME_KEYS and parameter != "date":
-            warnings.append(f"'{key}' only accepts a date or time: WeChat refuses other text (errcode 47003).")
+            warnings.append(_("'%(key)s' only accepts a date or time: WeChat refuses other text (errcode 47003).",
+                              key=key))
     return warnings
 
 

@@ -382,11 +382,6 @@ def probes_passed(probes: list[Probe]) -> bool:
 
 # --- step 3: the keys -----------------------------------------------------------------------------
 
-def _failure(exc: WeChatError, key_by_kind: dict[str, str]) -> CheckFailed:
-    """A WeChat failure as the CheckFailed that ``channel.check_live`` raises for it (same mapping)."""
-    return channel_config._failure(exc, key_by_kind)
-
-
 def describe_template(template: dict) -> dict:
     """The parts of a WeChat template the wizard uses: id, title, content, keys and each key's label."""
     content = str(template.get("content") or "")
@@ -411,7 +406,7 @@ def check_mp_keys(appid: str, secret: str) -> list[dict]:
         token, _ = source.fetch()
         templates = mp_client().get_all_private_template(token)
     except WeChatError as exc:
-        raise _failure(exc, {"secret": "wx_secret", "appid": "wx_app_id", "ip": "wx_secret"}) from None
+        raise channel_config.check_failure(exc, channel_config.MP_KEY_BY_KIND) from None
     return [describe_template(t) for t in templates]
 
 
@@ -422,7 +417,7 @@ def fetch_templates(draft: WizardDraft) -> list[dict]:
     try:
         templates = call_with_token(source, lambda token: mp_client().get_all_private_template(token))
     except WeChatError as exc:
-        raise _failure(exc, {"secret": "wx_secret", "appid": "wx_app_id", "ip": "wx_secret"}) from None
+        raise channel_config.check_failure(exc, channel_config.MP_KEY_BY_KIND) from None
     return [describe_template(t) for t in templates]
 
 
