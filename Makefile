@@ -15,16 +15,23 @@ export FLASK_WEIXIN_QY_LOGIN_URL ?= $(BASE)/simulator/qy/login
 export FLASK_WEIXIN_QY_OAUTH_URL ?= $(BASE)/simulator/qy/oauth2/authorize
 export FLASK_SCHEDULER_ENABLED ?= true
 
-.PHONY: run test venv dev chromium translations clean
+.PHONY: run test audit venv dev test-tools translations clean
 
 run: $(VENV)/.installed
 	$(VENV)/bin/flask --app wsgi init-db
 	@echo "Open $(BASE)/ in your browser (the WeChat simulator is at $(BASE)/simulator/)."
 	$(VENV)/bin/flask --app wsgi run --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.dev-installed chromium
+test: $(VENV)/.dev-installed test-tools audit
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$rc
+
+# Security checks, run first by `make test`: bandit on our code (settings in .bandit.yaml), then the pinned
+# dependencies against known vulnerabilities. Without a reachable vulnerability service the second step
+# warns loudly and continues; it fails only on a real finding (see docs/security.md).
+audit: $(VENV)/.dev-installed
+	$(VENV)/bin/bandit -q -c .bandit.yaml -r webapp
+	$(PY) scripts/audit_dependencies.py -r requirements.txt -r requirements-dev.txt
 
 venv: $(VENV)/.installed
 dev: $(VENV)/.dev-installed
@@ -40,12 +47,17 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# Browser tests drive Debian's Chromium (Playwright's own browser download cannot work offline).
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "Installing Debian's chromium for the browser tests"; \
+# Tools the tests drive, from Debian: Chromium for the browser tests (Playwright's own browser download
+# cannot work offline) and nginx for the reverse-proxy tests of deploy/nginx/.
+test-tools:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian's$$missing for the tests"; \
 	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 # After changing user-visible text: extract it, merge into the catalogues, translate, then compile.
 translations: $(VENV)/.installed

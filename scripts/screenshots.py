@@ -27,7 +27,7 @@ def wizard_screenshots(playwright, base: str, appid: str, secret: str) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")
     page.goto(base + "/login?next=/setup/wizard/")
     page.get_by_label("User name").fill("admin")
-    page.get_by_label("Password").fill("admin-password-1")
+    page.get_by_label("Password").fill("correct-horse-9")
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("heading", name="Choose the channel").wait_for()
     page.screenshot(path=str(OUT / "wizard-1-channel.png"), full_page=True)
@@ -73,8 +73,8 @@ def main() -> None:
                               capture_output=True, text=True).stdout
 
     flask("init-db")
-    flask("create-user", "admin", "--password", "admin-password-1", "--admin")
-    flask("create-user", "alice", "--password", "alice-password-1")
+    flask("create-user", "admin", "--password", "correct-horse-9", "--admin")
+    flask("create-user", "alice", "--password", "tulip-meadow-42")
     secret = flask("create-api-app", "bk_monitor").strip().splitlines()[-1]
     server = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "run", "--port", str(port)], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -102,7 +102,7 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 860}, locale="en-US")
             page.goto(base + "/login?next=/console/user_center/weixin/")
             page.get_by_label("User name").fill("alice")
-            page.get_by_label("Password").fill("alice-password-1")
+            page.get_by_label("Password").fill("tulip-meadow-42")
             page.get_by_role("button", name="Sign in").click()
             page.get_by_role("button", name="Show QR code").click()
             page.locator("#countdown").wait_for()
@@ -122,7 +122,7 @@ def main() -> None:
             admin = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")
             admin.goto(base + "/login?next=/console/")
             admin.get_by_label("User name").fill("admin")
-            admin.get_by_label("Password").fill("admin-password-1")
+            admin.get_by_label("Password").fill("correct-horse-9")
             admin.get_by_role("button", name="Sign in").click()
             admin.screenshot(path=str(OUT / "console.png"), full_page=True)
             admin.goto(base + "/console/deliveries/")

@@ -54,7 +54,7 @@ def service(make_app):
     app = make_app(WEIXIN_SIMULATOR=True)
     with app.test_request_context():
         for name in ("alice", "bob", "carol", "dave", "erin"):
-            create_user(name, name + "-password-1")
+            create_user(name, "violet-orbit-61")
         _, secret = create_app_credentials("bk_monitor")
         db.session.remove()
     with serve(app) as base:

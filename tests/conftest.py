@@ -18,7 +18,7 @@ from webapp.extensions import db
 
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
 ADMIN = ("admin", "correct-horse-9")
-USER = ("alice", "alice-password-1")
+USER = ("alice", "tulip-meadow-42")
 
 
 def base_config(database_url: str, **extra) -> dict:

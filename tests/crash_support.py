@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+import pytest
 import requests
 from sqlalchemy import create_engine, text
 
@@ -102,28 +103,37 @@ class Installation:
 
     # --- serving ---------------------------------------------------------------------------------
 
-    def start(self) -> str:
-        """Serve with gunicorn (one worker, its scheduler running) in a new process group; return its base URL."""
+    def start(self, workers: int = 1, threads: int = 8) -> str:
+        """Serve with gunicorn in a new process group; return its base URL.
+
+        By default one worker with its scheduler running; with ``SCHEDULER_ENABLED=False`` among the
+        settings the workers run no scheduler (``/healthz`` then says ``external``).
+        """
         assert self.process is None, "already running"
         port = free_port()
         self.starts += 1
         log = open(self.log_dir / f"service-{self.starts}.log", "wb")
+        # An empty configuration file: a gunicorn.conf.py in the project folder (production settings)
+        # must not change how the tests serve.
+        config = self.log_dir / "gunicorn-test.conf.py"
+        config.write_text("")
         self.process = subprocess.Popen(
-            [PYTHON, "-m", "gunicorn", "--workers", "1", "--threads", "8", "--bind", f"127.0.0.1:{port}",
-             "--timeout", "120", "--log-level", "warning", "wsgi:app"],
+            [PYTHON, "-m", "gunicorn", "--config", str(config), "--workers", str(workers), "--threads", str(threads),
+             "--bind", f"127.0.0.1:{port}", "--timeout", "120", "--log-level", "warning", "wsgi:app"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
         self.base = f"http://127.0.0.1:{port}"
+        scheduler = "running" if self.env["FLASK_SCHEDULER_ENABLED"].lower() == "true" else "external"
 
         def healthy():
             assert self.process.poll() is None, f"the service exited:\n{self.log()}"
             with contextlib.suppress(requests.RequestException):
                 answer = requests.get(self.base + "/healthz", timeout=2)
-                return answer.status_code == 200 and answer.json().get("scheduler") == "running"
+                return answer.status_code == 200 and answer.json()["scheduler"]["state"] == scheduler
             return False
 
-        wait_for(healthy, 30, 0.05, "the service to answer /healthz with its scheduler running")
+        wait_for(healthy, 60, 0.05, f"the service to answer /healthz with its scheduler {scheduler}")
         return self.base
 
     def kill(self) -> None:
@@ -162,3 +172,34 @@ class Installation:
             rows = conn.execute(text("SELECT d.receiver, d.status, d.attempts, d.errcode, d.errmsg, m.body "
                                      "FROM deliveries d JOIN messages m ON m.id = d.message_id ORDER BY d.id")).mappings()
             return [dict(row) for row in rows]
+
+
+# --- fixtures shared by the tests that run the service as processes (import them by name) ----------
+
+@pytest.fixture(scope="module")
+def wechat():
+    """The simulated WeChat over HTTP in this process (it outlives the service): ``(base_url, world)``."""
+    from tests.livesrv import serve
+    from webapp.simulator import create_standalone_app, get_world
+
+    sim_app = create_standalone_app()
+    with serve(sim_app) as base:
+        yield base, get_world(sim_app)
+
+
+@pytest.fixture
+def world(wechat):
+    """The simulated WeChat's World, back to its seed for this test."""
+    world = wechat[1]
+    world.reset()
+    return world
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database(request, tmp_path):
+    """A database URL for the service process: an SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'service.sqlite3'}"
+    else:
+        with postgres_schema(request.getfixturevalue("postgres_url")) as url:
+            yield url

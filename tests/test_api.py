@@ -200,6 +200,33 @@ def test_the_time_budget_answers_queued_and_the_rest_is_delivered_later(make_app
     assert sorted(m["to"] for m in sim_messages(base)) == sorted([OPENID_ALICE, OPENID_BOB])
 
 
+def test_one_retry_run_keeps_to_one_budget_and_hands_back_what_it_could_not_send(mp):
+    """The retry job's claim covers its whole run: past the budget it releases the rest unsent."""
+    from webapp.delivery.engine import deliver_due
+
+    app, base, api = mp
+    sim(base, "faults", {"endpoint": "template_send", "kind": "errcode", "errcode": -1, "count": 6})
+    for _ in range(6):
+        assert api.send(BODY).json()["data"]["deliveries"][0]["status"] == "queued"
+    app.config.update(DELIVERY_TIME_BUDGET=0.2, DELIVERY_POOL_SIZE=1)
+    app.extensions.pop("delivery_pool", None)
+    sim(base, "settings", {"latency_ms": 300})
+    with app.app_context():
+        with db.transaction() as session:
+            session.execute(update(Delivery).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+        started = time.monotonic()
+        assert deliver_due() == 6
+        elapsed = time.monotonic() - started
+        time.sleep(0.5)  # the call running when the budget ended records its outcome
+        db.session.remove()
+        rows = db.session.scalars(select(Delivery)).all()
+    # Six messages at 0.3 s each would take 1.8 s; the run stops near its 0.6 s budget.
+    assert elapsed < 1.5
+    unsent = [d for d in rows if d.status == "queued"]
+    assert unsent and all(d.claimed_until is None for d in unsent)
+    assert len(sim_messages(base)) == 6 - len(unsent)
+
+
 def test_permanent_failures_are_not_retried(mp):
     from webapp.delivery.engine import deliver_due
 

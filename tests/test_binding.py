@@ -19,7 +19,7 @@ QRCODE = "/console/user_center/weixin/mp/get_qrcode/"
 LOGIN_URL = "/console/user_center/weixin/qy/get_login_url/"
 LOGIN_CALLBACK = "/console/user_center/weixin/qy/login_callback/"
 UNBIND = "/console/user_center/weixin/unbind_wx_user_info/"
-BOB = ("bob", "bob-password-1")
+BOB = ("bob", "copper-kettle-3")
 
 
 @pytest.fixture

@@ -39,22 +39,22 @@ def test_init_db_reports_an_unreachable_database(make_app):
 
 
 def test_create_user_and_duplicate(runner, app):
-    result = runner.invoke(args=["create-user", "carol", "--password", "carol-password", "--admin"])
+    result = runner.invoke(args=["create-user", "carol", "--password", "maple-river-77", "--admin"])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(args=["create-user", "carol", "--password", "carol-password"])
+    result = runner.invoke(args=["create-user", "carol", "--password", "maple-river-77"])
     assert result.exit_code != 0 and "already taken" in result.output
     with app.app_context():
         carol = db.session.scalar(select(User).where(User.username == "carol"))
-        assert carol.is_admin and carol.check_password("carol-password")
+        assert carol.is_admin and carol.check_password("maple-river-77")
 
 
 def test_create_user_enforces_password_rules(runner):
     result = runner.invoke(args=["create-user", "dave", "--password", "short"])
-    assert result.exit_code != 0 and "at least 8 characters" in result.output
+    assert result.exit_code != 0 and "at least 10 characters" in result.output
 
 
 def test_create_user_prompts_for_a_missing_password(runner, app):
-    result = runner.invoke(args=["create-user", "erin"], input="erin-password\nerin-password\n")
+    result = runner.invoke(args=["create-user", "erin"], input="quiet-harbor-5\nquiet-harbor-5\n")
     assert result.exit_code == 0, result.output
 
 
@@ -125,8 +125,8 @@ def test_real_command_line_exit_codes(database_url):
                               env=_cli_env(database_url), capture_output=True, text=True, timeout=60)
 
     assert run("init-db").returncode == 0
-    assert run("create-user", "zoe", "--password", "zoe-password1").returncode == 0
-    duplicate = run("create-user", "zoe", "--password", "zoe-password1")
+    assert run("create-user", "zoe", "--password", "amber-cloud-9").returncode == 0
+    duplicate = run("create-user", "zoe", "--password", "amber-cloud-9")
     assert duplicate.returncode != 0 and "already taken" in duplicate.stderr
     created = run("create-api-app", "ops")
     assert created.returncode == 0 and len(created.stdout.strip().splitlines()[-1]) >= 40

@@ -14,9 +14,9 @@ BODY = {"receiver__username": "alice", "data": {"heading": "Backup failed", "mes
 
 def admin_session(app, base):
     with app.test_request_context():
-        create_user("root", "root-password-1", is_admin=True)
+        create_user("root", "granite-peak-8", is_admin=True)
         db.session.remove()
-    return browser(base, "root", "root-password-1")
+    return browser(base, "root", "granite-peak-8")
 
 
 def test_register_an_application_and_use_its_secret_once_shown(mp):
@@ -82,7 +82,7 @@ def test_delivery_log_filters_and_message_page_with_advice_and_retry(mp):
 def test_console_pages_are_for_administrators(mp):
     app, base, api = mp
     admin_session(app, base)  # set-up is done
-    alice = browser(base, "alice", "alice-password-1")
+    alice = browser(base, "alice", "violet-orbit-61")
     for path in ("/console/apps/", "/console/deliveries/", "/console/bindings/"):
         assert alice.get(base + path, timeout=10).status_code == 403
 

@@ -26,9 +26,7 @@ from collections import Counter
 import pytest
 import requests
 
-from tests.crash_support import Installation, postgres_schema, wait_for
-from tests.livesrv import serve
-from webapp.simulator import create_standalone_app, get_world
+from tests.crash_support import Installation, database, wait_for, wechat, world  # noqa: F401  (fixtures)
 from webapp.simulator.world import (
     MP_APPID,
     MP_SECRET,
@@ -52,31 +50,6 @@ def qy_channel(msgtype: str = "text") -> dict:
 
 
 # --- fixtures --------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def wechat():
-    """The simulated WeChat over HTTP in this process: ``(base_url, world)``."""
-    sim_app = create_standalone_app()
-    with serve(sim_app) as base:
-        yield base, get_world(sim_app)
-
-
-@pytest.fixture
-def world(wechat):
-    base, world = wechat
-    world.reset()
-    return world
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database(request, tmp_path):
-    """A database URL for the service process: an SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'service.sqlite3'}"
-    else:
-        with postgres_schema(request.getfixturevalue("postgres_url")) as url:
-            yield url
-
 
 @pytest.fixture
 def installation(database, wechat, tmp_path):

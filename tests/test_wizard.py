@@ -192,9 +192,9 @@ def test_the_draft_is_resumed_at_its_step(service):
 def test_each_administrator_has_one_draft_and_start_over_replaces_it(service):
     app, base = service
     with app.test_request_context():
-        create_user("root2", "root2-password-1", is_admin=True)
+        create_user("root2", "silver-fjord-4", is_admin=True)
         db.session.remove()
-    first, second = Wizard(base), Wizard(base, "root2", "root2-password-1")
+    first, second = Wizard(base), Wizard(base, "root2", "silver-fjord-4")
     to_keys(first, "mp")
     to_keys(second, "qywx")
     with app.app_context():

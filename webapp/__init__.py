@@ -7,7 +7,7 @@ from flask import Flask
 from flask_babel import get_locale
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from webapp import cli, errors, jobs, secretbox
+from webapp import cli, errors, jobs, logs, metrics, secretbox, security
 from webapp.config import load_config
 from webapp.extensions import babel, bootstrap, csrf, db, login_manager
 from webapp.i18n import LANGUAGES, select_locale
@@ -27,7 +27,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     load_config(app, test_config)
     trust_proxies(app)
+    logs.init_app(app)
+    metrics.init_app(app)
     register_extensions(app)
+    security.init_app(app)
     register_blueprints(app)
     errors.register(app)
     cli.register(app)

@@ -1,4 +1,4 @@
-"""The ``flask --app wsgi`` commands: init-db, create-user, create-api-app, scheduler, rotate-secrets."""
+"""The ``flask --app wsgi`` commands: init-db, create-user, set-password, create-api-app, scheduler, rotate-secrets, copy-data."""
 from __future__ import annotations
 
 import logging
@@ -16,7 +16,7 @@ from webapp.extensions import db
 
 def register(app: Flask) -> None:
     """Add the service's commands to ``app.cli``."""
-    for command in (init_db, create_user, create_api_app, weixin_config, scheduler, rotate_secrets):
+    for command in (init_db, create_user, set_password, create_api_app, weixin_config, scheduler, rotate_secrets, copy_data):
         app.cli.add_command(command)
 
 
@@ -58,6 +58,26 @@ def create_user(name: str, password: str | None, admin: bool) -> None:
     except SQLAlchemyError as exc:
         raise click.ClickException(_database_problem(exc)) from None
     click.echo(f"Created {'administrator' if admin else 'user'} {name}.")
+
+
+@click.command("set-password")
+@click.argument("name")
+@click.option("--password", help="The new password (asked for when left out).")
+@with_appcontext
+def set_password(name: str, password: str | None) -> None:
+    """Give the existing user NAME a new password (for a user who forgot theirs; audited)."""
+    from webapp.auth.services import UserError, reset_password
+
+    if password is None:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        with current_app.test_request_context():  # the rule sentences are translated strings
+            reset_password(name, password, actor="cli")
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise click.ClickException(_database_problem(exc)) from None
+    click.echo(f"Set a new password for {name}.")
 
 
 @click.command("create-api-app")
@@ -123,12 +143,25 @@ def _api_base(wx_type: str) -> str:
 
 
 @click.command("scheduler")
+@click.option("--metrics-address", metavar="HOST:PORT", default=None,
+              help="Also serve this process's Prometheus counters (deliveries retried, tokens refreshed) "
+                   "on HOST:PORT, e.g. 127.0.0.1:9101. Keep it on an internal address.")
 @with_appcontext
-def scheduler() -> None:
+def scheduler(metrics_address: str | None) -> None:
     """Run the background jobs in this process until stopped (for deployments with several web workers)."""
+    from webapp import metrics
     from webapp.jobs import build_scheduler
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if metrics_address:
+        try:
+            bound = metrics.serve_process_metrics(metrics_address)
+        except (ValueError, OSError) as exc:
+            raise click.ClickException(f"cannot serve metrics on {metrics_address}: {exc}") from None
+        click.echo(f"Scheduler metrics at http://{bound}/metrics")
+
+    # Log lines go through webapp.logs (stderr, LOG_FORMAT). The scheduler's start-up lines ("Added job
+    # ...") are worth reading here; a line per run of each job is not.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.INFO)
     app = current_app._get_current_object()
     blocking = build_scheduler(app, blocking=True)
     signal.signal(signal.SIGTERM, lambda *_: blocking.shutdown(wait=False))
@@ -144,24 +177,66 @@ def scheduler() -> None:
 @with_appcontext
 def rotate_secrets() -> None:
     """Re-encrypt every stored secret with the current SECRET_KEY (after moving the old one to OLD_SECRET_KEYS)."""
-    from webapp.models import AccessToken, ChannelConfig
+    from webapp.models import AccessToken, AuditEntry, ChannelConfig, WizardDraft
     from webapp.secretbox import SecretUnreadable, box
 
     secret_box = box()
     count = 0
     try:
         with db.transaction() as session:
-            for model in (ChannelConfig, AccessToken):
+            for model in (ChannelConfig, AccessToken, WizardDraft):
                 columns = [c.key for c in model.__table__.columns if c.key.endswith("_enc")]
                 for row in session.scalars(select(model)):
                     for column in columns:
                         value = getattr(row, column)
-                        if value is not None:
+                        if value is None:
+                            continue
+                        try:
                             setattr(row, column, secret_box.rotate(value))
-                            count += 1
+                        except SecretUnreadable:
+                            # A wizard draft already unreadable is harmless (the wizard asks for its
+                            # secrets again); the channel's own secrets and tokens must all be readable.
+                            if model is not WizardDraft:
+                                raise
+                            continue
+                        count += 1
+            # In the same transaction: the audit log shows when the key changed, never the keys.
+            session.add(AuditEntry(actor="cli", action="secrets.rotate", target="", detail={"count": count}))
     except SecretUnreadable as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Re-encrypted {count} stored secret(s) with the current key.")
+
+
+@click.command("copy-data")
+@click.argument("target_url")
+@with_appcontext
+def copy_data(target_url: str) -> None:
+    """Copy all data from the configured database into the empty database TARGET_URL (e.g. SQLite to PostgreSQL).
+
+    The target gets the newest schema and every row, in one transaction: on any failure it is left
+    unchanged. Stop the service (at least the scheduler) first, and run the service on the target
+    with the same FLASK_SECRET_KEY, since stored secrets are copied encrypted.
+    """
+    from webapp import datacopy
+
+    click.echo("Stop the service (at least its scheduler) while copying: "
+               "anything it writes from now on is not copied.")
+    try:
+        target = datacopy.open_target(target_url)
+    except datacopy.CopyError as exc:
+        raise click.ClickException(str(exc)) from None
+    source, destination = (url.render_as_string(hide_password=True) for url in (db.engine.url, target.url))
+    click.echo(f"Copying {source} -> {destination}")
+    try:
+        report = datacopy.copy_data(db.engine, target, progress=click.echo)
+    except datacopy.CopyError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        target.dispose()
+    click.echo(f"Copied {report.total} row(s) in {len(report.rows)} tables; the counts match the source "
+               f"(schema revision {report.revision}).")
+    click.echo("Start the service on the new database with the same FLASK_SECRET_KEY: "
+               "stored secrets were copied encrypted.")
 
 
 def _database_problem(exc: SQLAlchemyError) -> str:

@@ -42,7 +42,10 @@ class Defaults:
     LOGIN_MAX_FAILURES_PER_USER = 5
     LOGIN_MAX_FAILURES_PER_ADDRESS = 20
     LOGIN_WINDOW_SECONDS = 15 * 60
-    PASSWORD_MIN_LENGTH = 8
+    PASSWORD_MIN_LENGTH = 10
+    # Session and remember-me cookies are sent over HTTPS only: None means "when PUBLIC_URL is https://";
+    # true or false overrides (see webapp/security.py).
+    COOKIE_SECURE: bool | None = None
 
     # Pages are served with our own copies of Bootstrap (from the Bootstrap-Flask package), never a CDN.
     BOOTSTRAP_SERVE_LOCAL = True
@@ -63,6 +66,12 @@ class Defaults:
     # A claimed delivery whose worker died is taken again this long after its time budget ended.
     DELIVERY_CLAIM_MARGIN_SECONDS = 60
     WECOM_DUPLICATE_CHECK_SECONDS = 600
+    # Seconds to wait for WeChat's answer to one API call (connecting waits at most 5 s of it); a call
+    # that times out is retried later with the same duplicate guards.
+    WEIXIN_HTTP_TIMEOUT = 10
+    # How often the scheduler refreshes access tokens ahead of expiry and purges stale rows.
+    TOKEN_JOB_SECONDS = 60
+    PURGE_JOB_SECONDS = 600
     # The send API: receivers per request, and the default requests per minute for a new application.
     SEND_MAX_RECEIVERS = 5000
     DEFAULT_RATE_LIMIT_PER_MINUTE = 600
@@ -72,6 +81,17 @@ class Defaults:
     PROXY_COUNT = 0
     # Callback requests whose timestamp is further than this from the server's clock are refused.
     CALLBACK_MAX_CLOCK_SKEW = 300
+    # Logs on stderr (docs/observability.md): "text" for people or "json" for log shippers, and the
+    # level of the service's own loggers.
+    LOG_FORMAT = "text"
+    LOG_LEVEL = "INFO"
+    # Who may read /metrics: clients in these networks (the address as ProxyFix sees it), and anyone
+    # sending "Authorization: Bearer <METRICS_TOKEN>" when a token is set.
+    METRICS_ALLOW_FROM = ("127.0.0.1/32", "::1/128")
+    METRICS_TOKEN: str | None = None
+    # A running scheduler writes a heartbeat this often; /healthz calls it stale after the second value.
+    SCHEDULER_HEARTBEAT_SECONDS = 15
+    SCHEDULER_HEARTBEAT_STALE_SECONDS = 60
 
 
 def load_config(app: Flask, test_config: dict | None) -> None:

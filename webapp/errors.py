@@ -6,6 +6,8 @@ import logging
 from flask import Flask, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from webapp.extensions import db
@@ -58,10 +60,36 @@ def register(app: Flask) -> None:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
 
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
+    @app.errorhandler(DBAPIError)
+    def database_unavailable(exc: Exception):
+        # The database is down, restarting or unreachable (or every connection is busy): nothing the
+        # caller did wrong, and nothing was half done (the transaction rolled back). Say so, and when
+        # to come back, rather than answer 500 with the driver's text.
+        if isinstance(exc, DBAPIError) and not isinstance(exc, (OperationalError, InterfaceError)) \
+                and not exc.connection_invalidated:
+            return unexpected_error(exc)
+        _rollback_quietly()
+        log.warning("database unavailable: %s", type(getattr(exc, "orig", None) or exc).__name__)
+        response = error_response(503, _("The database is unavailable at the moment. Retry in a few seconds; "
+                                          "if it persists, tell your administrator."), _("Database unavailable"))
+        response.headers["Retry-After"] = "5"
+        return response
+
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception):
         # Never hand the exception's text to the client: it may hold internals or secrets.
-        db.session.rollback()
+        _rollback_quietly()
         log.exception("unhandled error")
         title, message = _messages()[500]
         return error_response(500, message, title)
+
+
+def _rollback_quietly() -> None:
+    """Roll the request's session back; on a dead database connection that may fail too."""
+    try:
+        db.session.rollback()
+    except Exception:  # the connection is gone: the pool discards it, nothing is left to undo
+        log.debug("rollback after an error failed", exc_info=True)

@@ -6,7 +6,9 @@ is written so that two schedulers running by mistake (two processes) do no harm.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import os
+import socket
+from datetime import datetime, timedelta, timezone
 from functools import partial
 
 import click
@@ -14,8 +16,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
-from sqlalchemy import delete
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 
+from webapp import logs
 from webapp.extensions import db
 
 log = logging.getLogger(__name__)
@@ -58,16 +62,46 @@ def deliver_due() -> None:
         pass  # a full batch: there may be more due right now
 
 
+#: The AppState row a running scheduler keeps fresh, so that any process can tell one runs somewhere.
+HEARTBEAT_KEY = "scheduler.heartbeat"
+
+
+def heartbeat() -> None:
+    """Write the time into the heartbeat row (and which host and process wrote it, for the operator)."""
+    from webapp.models import AppState, utcnow
+
+    now, writer = utcnow(), f"{socket.gethostname()}:{os.getpid()}"
+    with db.write_connection() as connection:
+        changed = connection.execute(update(AppState).where(AppState.key == HEARTBEAT_KEY)
+                                     .values(value=writer, updated_at=now)).rowcount
+    if not changed:
+        try:
+            with db.write_connection() as connection:
+                connection.execute(AppState.__table__.insert().values(key=HEARTBEAT_KEY, value=writer, updated_at=now))
+        except IntegrityError:
+            pass  # another scheduler wrote the first beat at the same moment: its beat does as well
+
+
+def heartbeat_age() -> float | None:
+    """Seconds since a scheduler last wrote its heartbeat, or None when none ever did."""
+    from webapp.models import AppState, utcnow
+
+    with db.engine.connect() as connection:
+        beat = connection.execute(select(AppState.updated_at).where(AppState.key == HEARTBEAT_KEY)).scalar()
+    return None if beat is None else max(0.0, (utcnow() - beat).total_seconds())
+
+
 #: (job id, function, interval in seconds or the configuration key that holds it)
 JOBS: list[tuple[str, callable, int | str]] = [
-    ("refresh_tokens", refresh_tokens, 60),
+    ("heartbeat", heartbeat, "SCHEDULER_HEARTBEAT_SECONDS"),
+    ("refresh_tokens", refresh_tokens, "TOKEN_JOB_SECONDS"),
     ("deliver_due", deliver_due, "DELIVERY_JOB_SECONDS"),
-    ("purge_stale_rows", purge_stale_rows, 600),
+    ("purge_stale_rows", purge_stale_rows, "PURGE_JOB_SECONDS"),
 ]
 
 
 def _run_in_app(app: Flask, func) -> None:
-    with app.app_context():
+    with app.app_context(), logs.task_context(func.__name__):  # its log lines carry the job's id
         try:
             func()
         except Exception:  # a failing job must not kill the scheduler; it runs again next time
@@ -87,6 +121,8 @@ def build_scheduler(app: Flask, blocking: bool = False) -> BaseScheduler:
             max_instances=1,
             coalesce=True,
             replace_existing=True,
+            # The heartbeat beats at once, so /healthz sees a new scheduler without waiting an interval.
+            **({"next_run_time": datetime.now(timezone.utc)} if func is heartbeat else {}),
         )
     return scheduler
 

@@ -19,6 +19,7 @@ from flask import current_app
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
+from webapp import metrics
 from webapp.extensions import db
 from webapp.models import CHANNEL_MP, CHANNEL_QYWX, AccessToken, utcnow
 from webapp.secretbox import box
@@ -58,14 +59,20 @@ class TokenSource:
         return cls(CHANNEL_QYWX, account, lambda: client.get_token(corpid, corpsecret))
 
 
+def http_timeout() -> tuple[float, float]:
+    """(connect, read) seconds for one WeChat call, from WEIXIN_HTTP_TIMEOUT."""
+    seconds = float(current_app.config.get("WEIXIN_HTTP_TIMEOUT") or 10)
+    return min(5.0, seconds), seconds
+
+
 def mp_client() -> MpClient:
     """The Official Account API client for the configured API base (shared connection pool)."""
-    return MpClient(current_app.config["WEIXIN_MP_API_BASE"], session=shared_session())
+    return MpClient(current_app.config["WEIXIN_MP_API_BASE"], session=shared_session(), timeout=http_timeout())
 
 
 def work_client() -> WorkClient:
     """The WeCom API client for the configured API base (shared connection pool)."""
-    return WorkClient(current_app.config["WEIXIN_QY_API_BASE"], session=shared_session())
+    return WorkClient(current_app.config["WEIXIN_QY_API_BASE"], session=shared_session(), timeout=http_timeout())
 
 
 def _fresh(row: AccessToken | None, now, margin: timedelta) -> bool:
@@ -131,6 +138,7 @@ def _refresh(source: TokenSource, *, rejected: str | None, margin: timedelta) ->
             row.fetched_at = now
             row.expires_at = now + timedelta(seconds=max(int(expires_in), 1))
             row.last_error = None
+        metrics.token_fetch(source.kind, failure)
     if failure is not None:
         raise failure
     log.info("fetched a new %s access token for %s (expires in %ss)", source.kind, _public(source.account), expires_in)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from urllib.parse import urlsplit
 
-from flask import jsonify, make_response, render_template, request
+from flask import g, jsonify, make_response, render_template, request
 from flask_babel import lazy_gettext as _l
 
 # Paths whose clients are programs (or page scripts), which must get JSON and never an HTML redirect.
@@ -39,7 +39,7 @@ def error_response(status: int, message: str, title: str | None = None):
         body = {"result": False, "code": status, "message": message}
         if request.path.startswith("/api/"):
             # The send API's answers always carry these (BlueKing callers log request_id).
-            body.update(request_id=uuid.uuid4().hex, data=None)
+            body.update(request_id=getattr(g, "request_id", None) or uuid.uuid4().hex, data=None)
         return make_response((jsonify(body), status))
     page = render_template("errors/error.html", status=status, title=title or message, message=message)
     return make_response((page, status))

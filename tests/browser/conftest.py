@@ -30,11 +30,44 @@ def browser():
         instance.close()
 
 
+# Runs in every document before its own scripts: reports each Content-Security-Policy violation to the
+# test through an exposed function (a page-level variable would be lost at each navigation).
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolation(`${e.effectiveDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile || document.URL}:${e.lineNumber}`);
+});
+"""
+
+
+def watch_csp(context) -> list[str]:
+    """Collect every CSP violation in ``context``: the DOM events, and Chromium's console messages about them."""
+    violations: list[str] = []
+
+    def report(text: str) -> None:
+        violations.append(text)
+
+    context.expose_function("__cspViolation", report)
+    context.add_init_script(CSP_LISTENER)
+
+    def on_console(message):
+        if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text:
+            violations.append(f"console: {message.text}")
+
+    context.on("console", on_console)
+    return violations
+
+
 @pytest.fixture
 def page(browser, request):
-    """A new browser tab in a fresh context (no cookies), with a screenshot kept when the test fails."""
+    """A new browser tab in a fresh context (no cookies), with a screenshot kept when the test fails.
+
+    Every browser test also checks the Content-Security-Policy: a page that breaks it (an inline
+    script or style the policy blocks) fails the test that visited it.
+    """
     context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
+    violations = watch_csp(context)
     tab = context.new_page()
+    tab.csp_violations = violations
     tab.set_default_timeout(20_000)  # generous: CI shares two cores with the server and Chromium
     yield tab
     report = getattr(request.node, "rep_call", None)
@@ -42,6 +75,8 @@ def page(browser, request):
         os.makedirs("test-artifacts", exist_ok=True)
         tab.screenshot(path=f"test-artifacts/{request.node.name}.png", full_page=True)
     context.close()
+    if violations:
+        pytest.fail("Content-Security-Policy violations:\n" + "\n".join(violations), pytrace=False)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

@@ -21,7 +21,7 @@ def service(make_app):
     app = make_app(WEIXIN_SIMULATOR=True)
     with app.test_request_context():
         create_user(*USER)
-        create_user("root", "root-password-1", is_admin=True)
+        create_user("root", "granite-peak-8", is_admin=True)
         db.session.remove()
     with serve(app) as base:
         app.config.update(WEIXIN_MP_API_BASE=base + "/simulator/mp", WEIXIN_QY_API_BASE=base + "/simulator/qy",

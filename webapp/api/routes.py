@@ -1,8 +1,11 @@
 """The BlueKing-compatible send API (``cmsi/send_weixin``, ``send_msg``, ``get_msg_type``) and message status."""
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from webapp.api import services
 from webapp.api.openapi import document
@@ -13,6 +16,7 @@ from webapp.extensions import csrf, db
 from webapp.models import Message
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+log = logging.getLogger(__name__)
 
 
 def _answer(request_id: str, *, result: bool, code: int, message: str, data=None, status: int = 200, headers=None):
@@ -33,8 +37,15 @@ def _send(request_id: str, send: services.SendRequest, caller: services.Caller):
     targets, invalid = services.resolve(send, configured)
     message = engine.accept(api_app_id=caller.app.id, request_id=request_id, configured=configured,
                             notification=send.notification, targets=targets, overrides=send.overrides)
-    engine.send_now(message)
-    data = engine.describe(message, invalid)
+    accepted = engine.describe_accepted(message, invalid)
+    try:
+        engine.send_now(message)
+        data = engine.describe(message, invalid)
+    except (OperationalError, InterfaceError):
+        # The message is stored: a 503 now would make the caller send it again (a second message to
+        # every receiver). Answer "queued"; the retry job delivers it once the database is back.
+        log.warning("database unavailable after message %s was stored: answering queued", message.public_id)
+        data = accepted
     failed = sum(1 for d in data["deliveries"] if d["status"] == engine.FAILED)
     queued = sum(1 for d in data["deliveries"] if d["status"] == engine.QUEUED)
     total = len(data["deliveries"])

@@ -58,6 +58,8 @@ def parse_body() -> dict:
             body = json.loads(text)
         except ValueError:
             raise invalid("the request body is not valid JSON") from None
+        except RecursionError:  # nesting deeper than the parser's stack: no real request looks like that
+            raise invalid("the request body is nested too deeply") from None
         if not isinstance(body, dict):
             raise invalid("the request body must be a JSON object")
         return body
@@ -81,7 +83,7 @@ def authenticate(body: dict) -> Caller:
     if header:
         try:
             fields = json.loads(header)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ApiError(401, 401, "X-Bkapi-Authorization is not valid JSON") from None
         if not isinstance(fields, dict):
             raise ApiError(401, 401, "X-Bkapi-Authorization must be a JSON object")

@@ -7,8 +7,8 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
-from webapp.auth.forms import LoginForm
-from webapp.auth.services import Throttled, authenticate
+from webapp.auth.forms import ChangePasswordForm, LoginForm
+from webapp.auth.services import Throttled, UserError, authenticate, change_password
 from webapp.extensions import db, login_manager
 from webapp.models import User
 from webapp.web import error_response, safe_next
@@ -49,6 +49,14 @@ def admin_required(view):
     return wrapped
 
 
+@bp.app_context_processor
+def password_rules() -> dict:
+    """Templates show the password rules with ``password_rules()`` under new-password fields."""
+    from webapp.auth.passwords import rules_hint
+
+    return {"password_rules": rules_hint}
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     """Show the sign-in form; sign the user in and go to ``next`` (a path on this site only)."""
@@ -56,7 +64,7 @@ def login():
     if current_user.is_authenticated:
         return redirect(target)
     form = LoginForm()
-    status = 200
+    status = 400 if form.is_submitted() else 200  # a refused submission is a client error, not a page view
     if form.validate_on_submit():
         try:
             user = authenticate(form.username.data, form.password.data, request.remote_addr or "")
@@ -71,6 +79,22 @@ def login():
             login_user(user, remember=form.remember.data)
             return redirect(target)
     return render_template("auth/login.html", form=form), status
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def password():
+    """Let the signed-in user change their own password (the current one is asked for again)."""
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        try:
+            change_password(current_user, form.current.data, form.password.data)
+        except UserError as exc:
+            form[exc.field].errors.append(str(exc))
+        else:
+            flash(_("Your password is changed. Use the new one the next time you sign in."), "success")
+            return redirect(url_for("home.index"))
+    return render_template("auth/password.html", form=form), 400 if form.errors else 200
 
 
 @bp.post("/logout")

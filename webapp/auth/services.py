@@ -9,6 +9,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import delete, func, select
 
+from webapp.auth.passwords import password_problem
 from webapp.extensions import db
 from webapp.models import AuditEntry, LoginFailure, User, utcnow
 
@@ -31,14 +32,12 @@ class Throttled(Exception):
 
 
 def check_new_credentials(username: str, password: str) -> None:
-    """Raise UserError if the name or password breaks the rules."""
+    """Raise UserError if the name or password breaks the rules (see webapp/auth/passwords.py)."""
     if not USERNAME_RE.match(username or ""):
         raise UserError(_("A user name is 1 to 64 letters, digits or the characters _ . @ -."))
-    minimum = current_app.config["PASSWORD_MIN_LENGTH"]
-    if len(password or "") < minimum:
-        raise UserError(_("The password must be at least %(n)d characters long.", n=minimum), "password")
-    if password.lower() == username.lower():
-        raise UserError(_("The password must not be the user name."), "password")
+    problem = password_problem(username, password)
+    if problem:
+        raise UserError(problem, "password")
 
 
 def create_user(username: str, password: str, *, is_admin: bool = False, actor: str = "system") -> User:
@@ -51,6 +50,35 @@ def create_user(username: str, password: str, *, is_admin: bool = False, actor: 
     with db.transaction() as session:
         session.add(user)
         session.add(AuditEntry(actor=actor, action="user.create", target=username, detail={"admin": is_admin}))
+    return user
+
+
+def change_password(user: User, current: str, new: str) -> None:
+    """Give ``user`` the password ``new`` after checking ``current`` and the rules (committed, audited).
+
+    Raises UserError with ``field`` naming the input at fault ("current" or "password").
+    """
+    if not user.check_password(current or ""):
+        raise UserError(_("Your current password is wrong. Type the password you signed in with."), "current")
+    if new == current:
+        raise UserError(_("The new password is the same as the current one. Choose a different one."), "password")
+    check_new_credentials(user.username, new)
+    with db.transaction() as session:
+        user.set_password(new)
+        session.add(AuditEntry(actor=user.username, action="user.password_change", target=user.username))
+
+
+def reset_password(username: str, password: str, *, actor: str) -> User:
+    """Set a new password for the user ``username`` on an administrator's behalf (committed, audited)."""
+    user = db.session.scalar(select(User).where(func.lower(User.username) == (username or "").lower()))
+    if user is None:
+        raise UserError(_("There is no user %(name)s.", name=username))
+    check_new_credentials(user.username, password)
+    with db.transaction() as session:
+        user.set_password(password)
+        session.add(AuditEntry(actor=actor, action="user.password_reset", target=user.username))
+        # The user may have been locked out by failed sign-ins: the new password works at once.
+        session.execute(delete(LoginFailure).where(LoginFailure.username == user.username.lower()))
     return user
 
 

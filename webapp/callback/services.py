@@ -14,6 +14,7 @@ from flask import current_app
 from sqlalchemy import bindparam, delete, select, text, update
 
 from webapp import channel as channel_config
+from webapp import metrics
 from webapp.callback import handlers
 from webapp.extensions import db
 from webapp.models import CHANNEL_MP, CallbackAttempt, CallbackEvent, UTCDateTime, utcnow
@@ -40,6 +41,7 @@ class Answer:
 
 def record(method: str, outcome: str, *, mode: str = "plain", remote_addr: str = "", detail: str = "") -> None:
     kind = "verification" if method == "GET" else "message"
+    metrics.callback_request(method, outcome)
     try:
         with db.transaction() as session:
             session.add(CallbackAttempt(method=method, kind=kind, outcome=outcome, mode=mode,
@@ -51,7 +53,7 @@ def record(method: str, outcome: str, *, mode: str = "plain", remote_addr: str =
 def _fresh_timestamp(timestamp: str) -> bool:
     try:
         return abs(time.time() - int(timestamp)) <= current_app.config.get("CALLBACK_MAX_CLOCK_SKEW", MAX_CLOCK_SKEW)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a timestamp of hundreds of digits
         return False
 
 
@@ -149,6 +151,7 @@ def handle_message(args: dict, body: bytes, remote_addr: str) -> Answer:
     summary = f"{message.get('MsgType', '?')}/{message.get('Event', '')}".rstrip("/")
     key = _dedupe_key(message)
     admission, stored_reply = _admit(nonce, key, mode, remote_addr, summary)
+    metrics.callback_request("POST", {"new": "ok", "replay": "replayed_nonce"}.get(admission, admission))
     if admission == "replay":
         return Answer(403, "this nonce was already used: the request is a replay")
     reply = stored_reply if admission == "duplicate" else _dispatch(message, channel, key)

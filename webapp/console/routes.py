@@ -17,6 +17,15 @@ bp = Blueprint("console", __name__, url_prefix="/console")
 PAGE_SIZE = 50
 
 
+# Far beyond any real page; larger numbers would overflow the database's OFFSET.
+MAX_PAGE = 1_000_000
+
+
+def page_number() -> int:
+    """The ``page`` query parameter, kept between 1 and MAX_PAGE (garbage means page 1)."""
+    return min(MAX_PAGE, max(1, request.args.get("page", 1, type=int)))
+
+
 @bp.get("/")
 @admin_required
 def index():
@@ -38,7 +47,7 @@ def index():
 @admin_required
 def audit():
     """The audit log: who changed what, when (administrative changes, binds, unbinds, refusals)."""
-    page = max(1, request.args.get("page", 1, type=int))
+    page = page_number()
     action = request.args.get("action", "")[:64]
     query = select(AuditEntry)
     if action:
@@ -56,7 +65,7 @@ def bindings():
     """Every binding, searchable by user name or WeChat id, filterable by channel and state."""
     from webapp.binding.services import admin_list
 
-    page = max(1, request.args.get("page", 1, type=int))
+    page = page_number()
     search = request.args.get("q", "")[:100]
     wx_type, state = request.args.get("channel", ""), request.args.get("state", "")
     rows, total = admin_list(search, wx_type, state, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
@@ -96,8 +105,9 @@ def apps():
         except AppError as exc:
             form.app_code.errors.append(str(exc))
     listed = db.session.scalars(select(ApiApp).order_by(ApiApp.app_code)).all()
-    return render_template("console/apps.html", form=form, apps=listed, secret=secret,
+    page = render_template("console/apps.html", form=form, apps=listed, secret=secret,
                            new_code=form.app_code.data if secret else None, action_form=EmptyForm())
+    return page, 400 if form.errors else 200
 
 
 def _app_or_404(app_id: int) -> ApiApp:
@@ -159,7 +169,7 @@ def deliveries():
     from webapp.console.services import delivery_log
 
     args = {k: request.args.get(k, "")[:100] for k in ("status", "receiver", "app", "since", "until")}
-    page = max(1, request.args.get("page", 1, type=int))
+    page = page_number()
     rows, total = delivery_log(args["status"], args["receiver"], args["app"], args["since"], args["until"],
                                limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     codes = db.session.scalars(select(ApiApp.app_code).order_by(ApiApp.app_code)).all()
@@ -189,14 +199,11 @@ def message(public_id: str):
 def retry_delivery(delivery_id: int):
     """Send a failed delivery again (it keeps its client_msg_id, so WeChat never shows it twice)."""
     from webapp.delivery.engine import retry_now
-    from webapp.models import AuditEntry, Message
+    from webapp.models import Message
 
-    delivery = retry_now(delivery_id)
+    delivery = retry_now(delivery_id, actor=current_user.username)
     if delivery is None:
         abort(404)
-    with db.transaction() as session:
-        session.add(AuditEntry(actor=current_user.username, action="delivery.retry", target=str(delivery.receiver),
-                               detail={"delivery": delivery_id}))
     flash(_("The delivery to %(receiver)s is queued again; it is sent within a minute.", receiver=delivery.receiver), "success")
     public_id = db.session.scalar(select(Message.public_id).where(Message.id == delivery.message_id))
     return redirect(url_for("console.message", public_id=public_id))

@@ -26,9 +26,10 @@ from itsdangerous import URLSafeSerializer
 from sqlalchemy import and_, or_, select, update
 
 from webapp import channel as channel_config
+from webapp import logs, metrics
 from webapp.delivery.content import Notification, template_message, wecom_message
 from webapp.extensions import db
-from webapp.models import CHANNEL_MP, CHANNEL_QYWX, Delivery, Message, utcnow
+from webapp.models import CHANNEL_MP, CHANNEL_QYWX, AuditEntry, Delivery, Message, utcnow
 from webapp.secretbox import box
 from webapp.tokens import TokenSource, call_with_token, mp_client, work_client
 from webapp.wechat import WeChatAPIError, WeChatError, diagnose_transport
@@ -50,10 +51,19 @@ class Target:
 
 # --- accepting ------------------------------------------------------------------------------------
 
-def _lease() -> timedelta:
-    """How long a claim lasts: the time budget, plus a margin before another worker may take over."""
+def _lease(budget: float | None = None) -> timedelta:
+    """How long a claim lasts: the time budget, plus a margin before another worker may take over.
+
+    The margin covers the calls still running when the budget ends (at most one HTTP timeout).
+    """
     config = current_app.config
-    return timedelta(seconds=float(config["DELIVERY_TIME_BUDGET"]) + float(config["DELIVERY_CLAIM_MARGIN_SECONDS"]))
+    budget = float(config["DELIVERY_TIME_BUDGET"]) if budget is None else budget
+    return timedelta(seconds=budget + float(config["DELIVERY_CLAIM_MARGIN_SECONDS"]))
+
+
+def _retry_budget() -> float:
+    """Seconds one run of the retry job may spend sending, across every message it claimed."""
+    return float(current_app.config["DELIVERY_TIME_BUDGET"]) * 3
 
 
 def accept(*, api_app_id: int | None, request_id: str, configured, notification: Notification, targets: list[Target],
@@ -128,8 +138,9 @@ def _backoff(attempts: int) -> timedelta:
     base = float(current_app.config["DELIVERY_RETRY_BASE_SECONDS"])
     ceiling = float(current_app.config["DELIVERY_RETRY_MAX_SECONDS"])
     delay = min(ceiling, base * 2 ** max(0, attempts - 1))
-    # Jitter spreads retries of many deliveries so they do not all hit WeChat in the same second.
-    return timedelta(seconds=delay * random.uniform(0.8, 1.2))
+    # Jitter spreads retries of many deliveries so they do not all hit WeChat in the same second
+    # (timing only, nothing secret: the standard generator is right here).
+    return timedelta(seconds=delay * random.uniform(0.8, 1.2))  # nosec B311
 
 
 def _outcome(exc: Exception | None, *, attempts: int, created_at, channel: str) -> dict:
@@ -182,10 +193,12 @@ def _send_mp(app: Flask, message_id: int, delivery_id: int) -> None:
                                                         client_msg_id=client_msg_id),
             )
         except WeChatError as exc:
-            _record([delivery_id], _outcome(exc, attempts=attempts, created_at=created_at, channel=CHANNEL_MP))
+            outcome = _outcome(exc, attempts=attempts, created_at=created_at, channel=CHANNEL_MP)
+            _record([delivery_id], outcome)
         else:
-            _record([delivery_id], {**_outcome(None, attempts=attempts, created_at=created_at, channel=CHANNEL_MP),
-                                    "wx_msgid": str(msgid)})
+            outcome = _outcome(None, attempts=attempts, created_at=created_at, channel=CHANNEL_MP)
+            _record([delivery_id], {**outcome, "wx_msgid": str(msgid)})
+        metrics.deliveries_finished(CHANNEL_MP, outcome)
 
 
 def _wecom_source(configured, message: Message) -> tuple[TokenSource, int]:
@@ -214,14 +227,17 @@ def _send_qy(app: Flask, message_id: int, delivery_ids: list[int]) -> None:
                 token, agentid, [r[1] for r in rows], adapted.msgtype, adapted.payload,
                 enable_duplicate_check=True, duplicate_check_interval=interval))
         except WeChatError as exc:
-            _record(delivery_ids, _outcome(exc, attempts=attempts, created_at=created_at, channel=CHANNEL_QYWX))
+            outcome = _outcome(exc, attempts=attempts, created_at=created_at, channel=CHANNEL_QYWX)
+            _record(delivery_ids, outcome)
+            metrics.deliveries_finished(CHANNEL_QYWX, outcome, len(delivery_ids))
             return
         refused = {u.lower() for u in answer.get("invaliduser", [])}
         unlicensed = {u.lower() for u in answer.get("unlicenseduser", [])}
         sent = [r[0] for r in rows if r[1].lower() not in refused | unlicensed]
         if sent:
-            _record(sent, {**_outcome(None, attempts=attempts, created_at=created_at, channel=CHANNEL_QYWX),
-                           "wx_msgid": str(answer.get("msgid") or "")})
+            outcome = _outcome(None, attempts=attempts, created_at=created_at, channel=CHANNEL_QYWX)
+            _record(sent, {**outcome, "wx_msgid": str(answer.get("msgid") or "")})
+            metrics.deliveries_finished(CHANNEL_QYWX, outcome, len(sent))
         for reason, ids in (
             ("not a member of the organisation, or outside the application's visible range (invaliduser)", refused),
             ("the member has no WeCom API licence (unlicenseduser)", unlicensed),
@@ -229,6 +245,7 @@ def _send_qy(app: Flask, message_id: int, delivery_ids: list[int]) -> None:
             failed = [r[0] for r in rows if r[1].lower() in ids]
             if failed:
                 _record(failed, {"status": FAILED, "errcode": None, "errmsg": reason, "claimed_until": None})
+                metrics.deliveries_finished(CHANNEL_QYWX, {"status": FAILED, "errcode": None}, len(failed))
 
 
 def wecom_batches(message_id: int) -> dict[int, int]:
@@ -256,12 +273,23 @@ def _jobs(message: Message, deliveries: list[Delivery]):
 
 def deliver(message: Message, deliveries: list[Delivery], budget: float) -> None:
     """Send now, within ``budget`` seconds; what is left stays queued and is handed to the retry job."""
+    deliver_many([(message, deliveries)], budget)
+
+
+def deliver_many(work: list[tuple[Message, list[Delivery]]], budget: float) -> None:
+    """Send the deliveries of several messages at once through the pool, within one ``budget``.
+
+    Every WeChat call is handed to the pool before waiting, so one slow message does not hold the
+    others back (the retry job drains many single-receiver messages at the pool's width).
+    """
     app = current_app._get_current_object()
     pool = _pool(app)
     futures = {}
-    for func, args in _jobs(message, deliveries):
-        futures[pool.submit(func, app, *args)] = args[1] if isinstance(args[1], list) else [args[1]]
-    # Nothing is pending in this session (the message is stored): end its transaction so that it
+    for message, deliveries in work:
+        for func, args in _jobs(message, deliveries):
+            # logs.carry: the pool thread's log lines keep the id of the request (or job) that sends.
+            futures[pool.submit(logs.carry(func), app, *args)] = args[1] if isinstance(args[1], list) else [args[1]]
+    # Nothing is pending in this session (the messages are stored): end its transaction so that it
     # holds no database connection while the pool's threads need theirs.
     db.session.rollback()
     done, pending = wait(futures, timeout=budget)
@@ -287,7 +315,7 @@ def send_now(message: Message) -> None:
 def claim_due(limit: int = 200) -> list[int]:
     """Claim due queued deliveries for this worker; two workers never get the same row."""
     now = utcnow()
-    lease = _lease()
+    lease = _lease(_retry_budget())
     due = and_(Delivery.status == QUEUED, Delivery.next_attempt_at <= now,
                or_(Delivery.claimed_until.is_(None), Delivery.claimed_until < now))
     with db.write_connection() as connection:
@@ -312,11 +340,30 @@ def deliver_due(limit: int = 200) -> int:
     if not ids:
         return 0
     rows = list(db.session.scalars(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.message_id, Delivery.id)))
-    budget = float(current_app.config["DELIVERY_TIME_BUDGET"]) * 3
-    for message_id, group in groupby(rows, key=lambda d: d.message_id):
-        message = db.session.get(Message, message_id)
-        deliver(message, list(group), budget)
+    # One budget for the whole run, not one per message: the claim lasts this budget plus the
+    # margin, and a run that sent past it could meet another worker that took the same rows over.
+    work = [(db.session.get(Message, message_id), list(group))
+            for message_id, group in groupby(rows, key=lambda d: d.message_id)]
+    deliver_many(work, _retry_budget())
     return len(rows)
+
+
+def describe_accepted(message: Message, invalid_usernames: list[str] | None = None) -> dict:
+    """The answer's ``data`` as :func:`accept` stored it, from memory (no database round trip).
+
+    Taken right after ``accept``: if the database goes away before the real statuses can be read,
+    the caller is still told its message was accepted (it is stored, and will be delivered) rather
+    than an error that would make it send the message a second time.
+    """
+    return {
+        "message_id": message.public_id,
+        "deliveries": [
+            {"receiver": d.receiver, "username": d.username, "status": d.status or QUEUED,
+             "errcode": d.errcode, "errmsg": d.errmsg, "receipt": None}
+            for d in message.deliveries
+        ],
+        "username_check": {"invalid": invalid_usernames or []},
+    }
 
 
 def record_receipt(wx_msgid: str, status: str) -> int:
@@ -325,12 +372,15 @@ def record_receipt(wx_msgid: str, status: str) -> int:
         return connection.execute(update(Delivery).where(Delivery.wx_msgid == wx_msgid).values(receipt=status[:64])).rowcount
 
 
-def retry_now(delivery_id: int) -> Delivery | None:
-    """An administrator asks for a failed delivery to be tried again at once."""
+def retry_now(delivery_id: int, actor: str = "system") -> Delivery | None:
+    """An administrator (``actor``) asks for a failed delivery to be tried again at once (audited)."""
     with db.transaction() as session:
         delivery = session.get(Delivery, delivery_id)
         if delivery is None or delivery.status != FAILED:
             return delivery
+        # Recorded in the same transaction as the change: no retry without its audit entry, nor the reverse.
+        session.add(AuditEntry(actor=actor, action="delivery.retry", target=str(delivery.receiver),
+                               detail={"delivery": delivery_id, "errcode": delivery.errcode}))
         delivery.status, delivery.next_attempt_at, delivery.claimed_until = QUEUED, utcnow(), None
     return delivery
 

@@ -1,13 +1,11 @@
 """Home page, language choice and ``/healthz``."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import text
 
-from webapp import jobs
-from webapp.extensions import db
 from webapp.i18n import LANGUAGES
+from webapp.ops import health
 from webapp.web import safe_next
 
 bp = Blueprint("home", __name__)
@@ -30,13 +28,6 @@ def set_language(code: str):
 
 @bp.get("/healthz")
 def healthz():
-    """200 when the app and its database answer; 503 (with the reason) when the database does not."""
-    status = {"status": "ok", "database": "ok", "scheduler": jobs.state(current_app)}
-    try:
-        db.session.execute(text("SELECT 1"))
-    except Exception as exc:  # any database failure means "not healthy", whatever its type
-        db.session.rollback()
-        current_app.logger.warning("health check: database unavailable: %s", type(exc).__name__)
-        status.update(status="error", database="unavailable")
-        return jsonify(status), 503
-    return jsonify(status)
+    """200 when the app and its database answer (with the scheduler and tokens); 503 when the database does not."""
+    answer, status = health.report()
+    return jsonify(answer), status

@@ -13,8 +13,8 @@ from webapp.web import error_response, is_machine_path, wants_json_response
 bp = Blueprint("setup", __name__, url_prefix="/setup")
 
 # Reachable before set-up: the set-up pages themselves, static files (ours and Bootstrap's), health
-# checks, the simulator.
-OPEN_PREFIXES = ("/setup", "/static/", "/bootstrap/static/", "/healthz", "/simulator", "/language/", "/m/")
+# checks and metrics, the simulator.
+OPEN_PREFIXES = ("/setup", "/static/", "/bootstrap/static/", "/healthz", "/metrics", "/simulator", "/language/", "/m/")
 
 
 def setup_done() -> bool:
@@ -61,7 +61,7 @@ def index():
             from webapp import channel as channel_config
 
             return redirect(url_for("setup.wizard_index" if channel_config.load() is None else "console.index"))
-    return render_template("setup/admin.html", form=form)
+    return render_template("setup/admin.html", form=form), 400 if form.is_submitted() else 200
 
 
 from webapp.setup import wizard  # noqa: E402,F401  (the set-up wizard's routes, on this blueprint)

@@ -15,6 +15,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from webapp import channel as channel_config
+from webapp import security
 from webapp.auth.routes import admin_required
 from webapp.models import CHANNEL_MP, CHANNEL_QYWX
 from webapp.setup import wizard_services as services
@@ -168,9 +169,11 @@ def wizard_prerequisites():
             services.update(draft, checks_update={"prerequisites": {"passed": True}})
             return _go(draft, "prerequisites")
         flash(_("This server cannot reach the WeChat API yet: fix what is marked below, then check again."), "danger")
+    sites = services.BROWSER_SITES[draft.wx_type]
+    security.allow_connect(*sites)  # wizard.js probes these sites from the administrator's browser
     return _render("prerequisites", draft, form=form, probes=probes, passed=passed,
                    api_base=services.api_base(draft.wx_type), real_host=services.API_HOSTS[draft.wx_type],
-                   sites=services.BROWSER_SITES[draft.wx_type])
+                   sites=sites)
 
 
 # --- 3. keys --------------------------------------------------------------------------------------

@@ -87,7 +87,8 @@ def control_faults() -> dict[str, Any]:
 @bp.post("/_control/faults")
 @control
 def control_add_fault() -> dict[str, Any]:
-    """Queue one fault, or several given as ``{"faults": [...]}``."""
+    """Queue one fault, or several given as ``{"faults": [...]}``; ``for_seconds`` makes a fault
+    window (every matching call for that long) instead of ``count`` calls."""
     data = body()
     specs = data["faults"] if isinstance(data.get("faults"), list) else [data]
     world = current_world()

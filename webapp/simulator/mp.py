@@ -47,7 +47,8 @@ def _report_delivery(world: World, openid: str, msgid: str) -> None:
 
     try:
         push_event(world, openid, {"MsgType": "event", "Event": "TEMPLATESENDJOBFINISH", "MsgID": msgid, "Status": "success"})
-    except Exception:  # a report that cannot be pushed is simply lost, as with WeChat
+    # A report that cannot be pushed is simply lost, as with WeChat.
+    except Exception:  # nosec B110
         pass
 
 

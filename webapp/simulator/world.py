@@ -405,6 +405,9 @@ class World:
         self.inbox: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.client_msg_ids: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self.qy_duplicates: dict[str, tuple[float, dict[str, Any]]] = {}
+        # Calls answered from the duplicate guards (client_msg_id, enable_duplicate_check) without
+        # delivering anything: a retry the phone never shows twice.
+        self.suppressed: dict[str, int] = {"mp": 0, "qy": 0}
         self._prune_at = 1024
         self._next_mp_msgid = 3717005636572528642 + secrets.randbelow(1 << 20)
         # The callback side: the account's server configuration, the outcome of the last URL
@@ -506,7 +509,10 @@ class World:
 
         ``kind`` is "errcode" (answer ``errcode``, default -1), "http_status" (answer ``status``,
         default 503), "drop" (close the connection without an answer) or "delay" (wait ``seconds``
-        then answer normally).
+        then answer normally; longer than the caller's timeout, it is a timeout after which the
+        call still takes effect, as when WeChat's answer is lost on the way back).
+        With ``for_seconds`` instead of ``count`` the fault applies to every matching call for that
+        many seconds: an outage window.
         """
         endpoint = spec.get("endpoint", "*")
         kind = spec.get("kind")
@@ -517,6 +523,15 @@ class World:
         fault = {"endpoint": endpoint, "kind": kind, "count": int(spec.get("count", 1))}
         if fault["count"] < 1:
             raise ValueError("count must be at least 1")
+        if spec.get("for_seconds") is not None:
+            # A fault window (an outage) rather than a number of calls: every matching call fails
+            # until the window ends, measured in real time (the simulated clock may be moved).
+            seconds = float(spec["for_seconds"])
+            if not 0 < seconds <= 3600:
+                raise ValueError("for_seconds must be more than 0 and at most 3600")
+            del fault["count"]
+            fault["for_seconds"] = seconds
+            fault["until"] = time.monotonic() + seconds
         if kind == "errcode":
             fault["errcode"] = int(spec.get("errcode", -1))
             if spec.get("errmsg") is not None:
@@ -532,24 +547,38 @@ class World:
         with self._lock:
             self.faults.append(fault)
             self._touch("fault")
-            return dict(fault)
+            return {k: v for k, v in fault.items() if k != "until"}
 
     def take_fault(self, endpoint: str) -> dict[str, Any] | None:
         """Consume one use of the first queued fault matching ``endpoint``, if any."""
         with self._lock:
+            self._drop_ended_faults()
             for fault in self.faults:
                 if fault["endpoint"] in ("*", endpoint):
-                    fault["count"] -= 1
-                    if fault["count"] <= 0:
-                        self.faults.remove(fault)
+                    if "until" not in fault:
+                        fault["count"] -= 1
+                        if fault["count"] <= 0:
+                            self.faults.remove(fault)
                     self.version += 1
                     return dict(fault)
         return None
 
+    def _drop_ended_faults(self) -> None:
+        now = time.monotonic()
+        self.faults = [f for f in self.faults if "until" not in f or f["until"] > now]
+
     def list_faults(self) -> list[dict[str, Any]]:
-        """The faults still queued, with their remaining counts."""
+        """The faults still queued, with their remaining counts (or ``remaining_seconds`` of a window)."""
         with self._lock:
-            return [dict(f) for f in self.faults]
+            self._drop_ended_faults()
+            now = time.monotonic()
+            listed = []
+            for fault in self.faults:
+                item = {k: v for k, v in fault.items() if k != "until"}
+                if "until" in fault:
+                    item["remaining_seconds"] = round(fault["until"] - now, 3)
+                listed.append(item)
+            return listed
 
     def clear_faults(self) -> None:
         """Drop every queued fault."""
@@ -717,6 +746,7 @@ class World:
             if openid and client_msg_id:
                 seen = self.client_msg_ids.get((str(openid), str(client_msg_id)))
                 if seen and now - seen[0] < CLIENT_MSG_ID_WINDOW:
+                    self.suppressed["mp"] += 1
                     return copy.deepcopy(seen[1])
             template_id = body.get("template_id")
             if not template_id:
@@ -980,6 +1010,7 @@ class World:
                 dup_key = json.dumps(body, sort_keys=True, ensure_ascii=False)
                 seen = self.qy_duplicates.get(dup_key)
                 if seen and now - seen[0] < interval:
+                    self.suppressed["qy"] += 1
                     return copy.deepcopy(seen[1])
 
             visible = {u.lower() for u in app.allow_users}
@@ -1111,7 +1142,7 @@ class World:
             return copy.deepcopy(found)
 
     def stats(self) -> dict[str, Any]:
-        """Call counts per endpoint and message counts (total and per recipient)."""
+        """Call counts per endpoint, message counts (total and per recipient) and duplicates suppressed."""
         with self._lock:
             return {
                 "calls": dict(self.calls),
@@ -1124,6 +1155,7 @@ class World:
                     "qy": {k[1]: len(v) for k, v in self.inbox.items() if k[0] == "qy"},
                 },
                 "pushes": len(self.pushes),
+                "duplicates_suppressed": dict(self.suppressed),
             }
 
     # ---- the callback side: server configuration, pushes, chat ------------------------------

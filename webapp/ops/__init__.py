@@ -1,0 +1,1 @@
+"""Operations endpoints for monitoring systems (``/metrics``)."""
