@@ -102,13 +102,23 @@ def hammer(base: str, requests_: list[tuple[str, str, bytes]], concurrency: int 
 
 # --- helpers added for the send benchmarks (fanout, wecom_batching, api_overhead, memory) ---------
 
+#: The benchmarks' own gunicorn settings (see that file for why not the project's gunicorn.conf.py).
+BENCH_GUNICORN_CONF = ROOT / "bench" / "gunicorn_conf.py"
+
+
 @contextlib.contextmanager
-def gunicorn_process(env: dict, module: str = "wsgi:app", workers: int = 1, threads: int = 4):
-    """Like :func:`gunicorn`, but yield ``(base_url, master_process)`` so that workers can be inspected."""
+def gunicorn_process(env: dict, module: str = "wsgi:app", workers: int = 1, threads: int = 4,
+                     config: Path | None = BENCH_GUNICORN_CONF):
+    """Like :func:`gunicorn`, but yield ``(base_url, master_process)`` so that workers can be inspected.
+
+    ``config`` is the gunicorn settings file; ``None`` lets gunicorn read the project's production
+    ``gunicorn.conf.py``, with the workers, threads and address of this call still winning over it.
+    """
     port = free_port()
+    settings = ["--config", str(config)] if config is not None else []
     process = subprocess.Popen(
-        [PYTHON, "-m", "gunicorn", "--workers", str(workers), "--threads", str(threads), "--bind", f"127.0.0.1:{port}",
-         "--log-level", "warning", module],
+        [PYTHON, "-m", "gunicorn", *settings, "--workers", str(workers), "--threads", str(threads),
+         "--bind", f"127.0.0.1:{port}", "--log-level", "warning", module],
         cwd=ROOT, env=env,
     )
     base = f"http://127.0.0.1:{port}"
