@@ -1,6 +1,9 @@
 """Take the README's screenshots from a real run: the service with its simulator, driven in Chromium.
 
     .venv/bin/python -m scripts.screenshots        # writes docs/screenshots/*.png
+
+Chinese text on the pages (the WeChat menu names, the "详情" link) needs a CJK font in Chromium:
+on Debian, ``apt-get install fonts-wqy-microhei``.
 """
 from __future__ import annotations
 
