@@ -185,6 +185,27 @@ def test_a_user_changes_their_password_and_it_is_audited(app, client, auth, user
     assert auth.login("alice", "copper-kettle-33").status_code == 302
 
 
+def test_a_new_password_ends_the_users_other_sessions(app, client, auth, users):
+    """A session signed in elsewhere (a stolen cookie, say) ends when the password changes; this one goes on."""
+    other = app.test_client()
+    page = other.get("/login")
+    other.post("/login", data={"username": USER[0], "password": USER[1], "csrf_token": csrf_token(page.text)})
+    assert other.get("/").status_code == 200
+    auth.login(*USER)
+    assert _change(client, USER[1], "copper-kettle-33").status_code == 302
+    assert client.get("/").status_code == 200
+    answer = other.get("/")
+    assert answer.status_code == 302 and "/login" in answer.headers["Location"]
+
+
+def test_a_password_reset_by_an_administrator_ends_the_users_sessions(app, client, auth, runner, users):
+    auth.login(*USER)
+    assert client.get("/").status_code == 200
+    assert runner.invoke(args=["set-password", "alice", "--password", "fresh-start-404"]).exit_code == 0
+    answer = client.get("/")
+    assert answer.status_code == 302 and "/login" in answer.headers["Location"]
+
+
 @pytest.mark.parametrize(("current", "new", "confirm", "sentence"), [
     ("wrong-current-1", "copper-kettle-33", None, "Your current password is wrong."),
     (USER[1], USER[1], None, "the same as the current one"),

@@ -1,6 +1,7 @@
 """The service's data, as SQLAlchemy 2.x typed models. The schema itself is built by Alembic migrations."""
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -108,7 +109,16 @@ class User(Base):
         return False
 
     def get_id(self) -> str:
-        return str(self.id)
+        """The id kept in the session and the remember cookie: the user id and :attr:`session_stamp`.
+
+        A new password changes the stamp, so every session signed in with the old one ends.
+        """
+        return f"{self.id}:{self.session_stamp}"
+
+    @property
+    def session_stamp(self) -> str:
+        """A short digest of the password hash (itself salted): changes whenever the password does."""
+        return hashlib.sha256(self.password_hash.encode()).hexdigest()[:16]
 
 
 class ApiApp(Base):

@@ -1,6 +1,7 @@
 """Sign-in and sign-out pages."""
 from __future__ import annotations
 
+import hmac
 from functools import wraps
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -18,11 +19,18 @@ bp = Blueprint("auth", __name__)
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    """Flask-Login: the signed-in user, or None once the user is gone or disabled."""
+    """Flask-Login: the signed-in user, or None once the user is gone, or signed in with an old password.
+
+    Disabled users are refused by Flask-Login itself (``is_active``).
+    """
+    number, _sep, stamp = (user_id or "").partition(":")
     try:
-        return db.session.get(User, int(user_id))
+        user = db.session.get(User, int(number))
     except (TypeError, ValueError):
         return None
+    if user is None or not hmac.compare_digest(stamp.encode(), user.session_stamp.encode()):
+        return None
+    return user
 
 
 @login_manager.unauthorized_handler
@@ -92,6 +100,8 @@ def password():
         except UserError as exc:
             form[exc.field].errors.append(str(exc))
         else:
+            # Other sessions of this user end with the old password; this one goes on with the new.
+            login_user(current_user._get_current_object())
             flash(_("Your password is changed. Use the new one the next time you sign in."), "success")
             return redirect(url_for("home.index"))
     return render_template("auth/password.html", form=form), 400 if form.errors else 200
