@@ -310,8 +310,11 @@ def test_drill_worker_killed_mid_batch(world, wechat, database, services, tmp_pa
     """
     fan_out = add_followers(world, 160, prefix="oFan")
     others = add_followers(world, 20, prefix="oBusy")
-    world.update_settings({"latency_ms": 250})
-    service, secret = deployment(services, database, wechat[0], tmp_path, MP_CHANNEL, workers=3, DELIVERY_TIME_BUDGET=8)
+    # Each WeChat call takes a second, far longer than the service's own work per delivery, so that
+    # at the kill the pool's threads are inside calls (their answers are then lost), even on a
+    # loaded machine where the service's own work slows down.
+    world.update_settings({"latency_ms": 1000})
+    service, secret = deployment(services, database, wechat[0], tmp_path, MP_CHANNEL, workers=3, DELIVERY_TIME_BUDGET=20)
     workers = wait_for(lambda: len(service.workers()) == 3 and service.workers(), 30, 0.1, "three workers")
     sim_port = int(wechat[0].rsplit(":", 1)[1])
     senders = Senders(service.base, secret, others, threads=2, pause=0.3, per_message=1).start()
