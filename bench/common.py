@@ -18,6 +18,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
+def run_threads(worker, count: int) -> float:
+    """Run ``worker`` in ``count`` threads at once; return the wall-clock seconds until all end."""
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
 def machine() -> str:
     """A one-line description of the machine the figures come from."""
     mem = ""
@@ -82,13 +92,7 @@ def hammer(base: str, requests_: list[tuple[str, str, bytes]], concurrency: int 
                 latencies.append(elapsed)
         connection.close()
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
+    wall = run_threads(worker, concurrency)
     latencies.sort()
     return {
         "requests": len(requests_),

@@ -20,7 +20,7 @@ import time
 
 import requests
 
-from bench.common import child_pids, gunicorn_process, instance, load_average, machine, memory_mb
+from bench.common import child_pids, gunicorn_process, instance, load_average, machine, memory_mb, run_threads
 from bench.sendbench import MP_CHANNEL, SendClient, configure_channel, register_app, service_env, simulator
 
 
@@ -65,13 +65,7 @@ def run_sends(base: str, code: str, secret: str, batches: list[list[str]], concu
                 on_progress(done)
         client.close()
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
+    seconds = run_threads(worker, concurrency)
     return {"calls": len(batches), "seconds": round(seconds, 1), "calls_per_second": round(len(batches) / seconds, 1),
             "delivery_statuses": counts}
 
