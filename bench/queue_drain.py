@@ -65,9 +65,9 @@ def jobs_worker(start_at: float) -> dict:
     claims: list[list[int]] = []
     claim_due = engine.claim_due
 
-    def recording_claim(limit: int = BATCH) -> list[int]:
+    def recording_claim(claim: str, limit: int = BATCH) -> list[int]:
         # The real claim, only observed: deliver_due looks claim_due up in its module at each call.
-        ids = claim_due(limit)
+        ids = claim_due(claim, limit)
         claims.append(ids)
         return ids
 

@@ -141,6 +141,28 @@ def postgres_url() -> str:
     return url
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def either_database_url(request, tmp_path, migrated_template):
+    """A migrated database for one test: an SQLite copy, or a fresh PostgreSQL schema (the postgres variant).
+
+    A test module runs on both by overriding ``database_url`` with this fixture.
+    """
+    if request.param == "sqlite":
+        path = tmp_path / "test.sqlite3"
+        shutil.copyfile(migrated_template, path)
+        yield f"sqlite:///{path}"
+        return
+    from sqlalchemy import create_engine
+
+    from tests.crash_support import postgres_schema
+
+    with postgres_schema(request.getfixturevalue("postgres_url")) as url:
+        engine = create_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        yield url
+
+
 class Simulator:
     """The WeChat simulator served over real HTTP, with its control API."""
 

@@ -406,8 +406,8 @@ def deliver_loop(limit: int, max_seconds: float) -> None:
     claimed: list[int] = []
     real_claim = engine.claim_due
 
-    def recording_claim(limit: int = 200) -> list[int]:
-        ids = real_claim(limit)
+    def recording_claim(claim: str, limit: int = 200) -> list[int]:
+        ids = real_claim(claim, limit)
         claimed.extend(ids)
         return ids
 

@@ -21,7 +21,6 @@ The operations are driven through ``APIOperation.as_strategy`` and Hypothesis di
 ``request.node._nodeid``, which pytest 9.2 no longer has.
 """
 import json
-import shutil
 
 import pytest
 import schemathesis
@@ -33,11 +32,9 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy import create_engine, update
+from sqlalchemy import update
 
 from tests.api_support import SEND, mp, service  # noqa: F401  (fixtures)
-from tests.crash_support import postgres_schema
-from webapp import migrate
 from webapp.api.openapi import document
 from webapp.extensions import db
 from webapp.models import ApiApp
@@ -63,20 +60,11 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 OPERATIONS = sorted((method.upper(), path) for path, item in document("http://x").get("paths", {}).items() for method in item)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path, migrated_template):
-    """Overrides conftest's: the service's database is an SQLite copy or a fresh PostgreSQL schema
-    (PostgreSQL refuses some text SQLite stores, e.g. NUL characters: no input may turn that into a 500)."""
-    if request.param == "sqlite":
-        path = tmp_path / "test.sqlite3"
-        shutil.copyfile(migrated_template, path)
-        yield f"sqlite:///{path}"
-        return
-    with postgres_schema(request.getfixturevalue("postgres_url")) as url:
-        engine = create_engine(url)
-        migrate.upgrade(engine)
-        engine.dispose()
-        yield url
+@pytest.fixture
+def database_url(either_database_url):
+    """The service's database is an SQLite copy or a fresh PostgreSQL schema (PostgreSQL refuses some
+    text SQLite stores, e.g. NUL characters: no input may turn that into a 500)."""
+    return either_database_url
 
 
 @pytest.fixture

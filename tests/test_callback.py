@@ -28,7 +28,8 @@ def configure(app, **overrides):
 
 @pytest.fixture
 def server(app):
-    configure(app)
+    """The callback served in plain mode with an EncodingAESKey: it accepts all three formats."""
+    configure(app, wx_encrypt_mode="plain")
     with serve(app) as base:
         yield base
 
@@ -261,7 +262,7 @@ def test_outcomes_are_recorded_for_the_wizard(server, app):
 
 
 def test_callback_is_never_redirected_to_setup_and_needs_no_csrf(app):
-    configure(app)
+    configure(app, wx_encrypt_mode="plain")
     client = app.test_client()
     response = client.post(URL, query_string=query(), data=event_xml().encode())
     assert response.status_code == 200 and response.text == "success"

@@ -57,7 +57,7 @@ def installation(database, wechat, tmp_path):
     made = []
 
     def make(**settings) -> Installation:
-        defaults = {"DELIVERY_POOL_SIZE": 3, "DELIVERY_TIME_BUDGET": 1, "DELIVERY_CLAIM_MARGIN_SECONDS": 2,
+        defaults = {"DELIVERY_POOL_SIZE": 3, "DELIVERY_TIME_BUDGET": 1, "DELIVERY_CLAIM_LEASE_SECONDS": 2,
                     "DELIVERY_JOB_SECONDS": 1, "DELIVERY_RETRY_BASE_SECONDS": 1}
         service = Installation(database, wechat[0], tmp_path, **{**defaults, **settings})
         made.append(service)

@@ -56,7 +56,9 @@ def world(app):
         create_user(*USER)
         _, secret = create_app_credentials("job_center", actor="test")
         channel.save(channel.normalize({"wx_type": "mp", "wx_app_id": APPID, "wx_secret": "0" * 32, "wx_token": TOKEN,
-                                        "wx_encoding_aes_key": KEY, "wx_template_id": "template-id-0001"}), actor="test")
+                                        # plain mode with a key: plaintext and encrypted pushes are both accepted
+                                        "wx_encoding_aes_key": KEY, "wx_encrypt_mode": "plain",
+                                        "wx_template_id": "template-id-0001"}), actor="test")
         db.session.remove()
     return secret
 

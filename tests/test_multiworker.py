@@ -37,7 +37,7 @@ def service(postgres_url, wechat, tmp_path):
         def make(**settings) -> Service:
             # Small connection pools: four workers and the test share the server with other sessions.
             defaults = {"SCHEDULER_ENABLED": False, "DATABASE_POOL_SIZE": 4, "DATABASE_MAX_OVERFLOW": 4,
-                        "DELIVERY_POOL_SIZE": 4, "DELIVERY_TIME_BUDGET": 5, "DELIVERY_CLAIM_MARGIN_SECONDS": 30}
+                        "DELIVERY_POOL_SIZE": 4, "DELIVERY_TIME_BUDGET": 5, "DELIVERY_CLAIM_LEASE_SECONDS": 8}
             made.append(Service(url, wechat[0], tmp_path, **{**defaults, **settings}))
             return made[-1]
 
@@ -181,7 +181,7 @@ def test_two_schedulers_by_mistake_do_no_harm(world, service):
     openids = add_followers(world, 20)
     world.update_settings({"token_lifetime": lifetime, "latency_ms": 10})
     svc = service(DELIVERY_RETRY_BASE_SECONDS=1, DELIVERY_RETRY_MAX_SECONDS=2, DELIVERY_JOB_SECONDS=0.5,
-                  DELIVERY_CLAIM_MARGIN_SECONDS=10, TOKEN_JOB_SECONDS=1, PURGE_JOB_SECONDS=1)
+                  DELIVERY_CLAIM_LEASE_SECONDS=4, TOKEN_JOB_SECONDS=1, PURGE_JOB_SECONDS=1)
     secret = svc.install(MP_CHANNEL, app_code="drill")
     svc.start(workers=2, threads=4)
     # stale rows the purge job must delete, next to the current rate-limit window it must keep

@@ -7,12 +7,12 @@ encrypted and never handed back in full.
 from __future__ import annotations
 
 import re
-import time
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from flask import current_app
+from flask import current_app, g
 from flask_babel import gettext as _
 from sqlalchemy import select, text
 
@@ -230,34 +230,67 @@ def check_live(clean: dict[str, Any]) -> dict[str, Any]:
             "redirect_domain": agent.get("redirect_domain", "")}
 
 
-CACHE_SECONDS = 2.0
-_CONFIG_VERSION = text("SELECT id, updated_at FROM channel_config ORDER BY id LIMIT 1")
+_CONFIG_VERSION = text("SELECT id, version FROM channel_config ORDER BY id LIMIT 1")
+
+
+class ChannelSnapshot:
+    """This process's decrypted copy of the stored configuration, and the version it was read at.
+
+    Shared by the threads of one process (requests, delivery pool, jobs), hence the lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._version: tuple | None = None
+        self._channel: Channel | None = None
+
+    def current(self, version: tuple | None) -> Channel | None:
+        """The channel stored at ``version`` (the row's id and version), decrypting it only when it changed."""
+        with self._lock:
+            if version is not None and version == self._version:
+                return self._channel
+        channel = None if version is None else _decrypt(db.session.get(ChannelConfig, version[0]))
+        with self._lock:
+            self._version, self._channel = version, channel
+        return channel
+
+    def forget(self) -> None:
+        """Read the stored configuration again on the next use."""
+        with self._lock:
+            self._version, self._channel = None, None
+
+
+def _snapshot() -> ChannelSnapshot:
+    snapshot = current_app.extensions.get("channel_snapshot")
+    if snapshot is None:
+        snapshot = current_app.extensions.setdefault("channel_snapshot", ChannelSnapshot())
+    return snapshot
+
+
+_UNCHECKED = object()
 
 
 def load() -> Channel | None:
     """The configured channel with secrets decrypted, or None when none is configured.
 
-    Every callback and send needs it, so each process keeps the decrypted configuration and checks
-    at most every CACHE_SECONDS that the stored row has not changed (a change made in this process
-    is seen at once, one made by another process within that time).
+    A configuration stored by any process (the wizard in another worker, ``weixin-config`` in a
+    shell) governs the very next request of every process: each request (or job run, or delivery
+    call) reads the stored version once, an indexed one-row read, and the decrypted copy of this
+    process is used only while that version is unchanged.
     """
-    cache = current_app.extensions.setdefault("channel_cache", {"checked": 0.0, "version": None, "channel": None})
-    if time.monotonic() - cache["checked"] < CACHE_SECONDS:
-        return cache["channel"]
+    checked = g.get("channel_checked", _UNCHECKED)
+    if checked is not _UNCHECKED:
+        return checked
     version = db.session.connection().execute(_CONFIG_VERSION).first()
-    if version is None:
-        channel = None
-    elif cache["version"] == tuple(version):
-        channel = cache["channel"]
-    else:
-        channel = _decrypt(db.session.get(ChannelConfig, version[0]))
-    cache.update(checked=time.monotonic(), version=tuple(version) if version else None, channel=channel)
+    channel = _snapshot().current(tuple(version) if version is not None else None)
+    g.channel_checked = channel
     return channel
 
 
 def forget_cached() -> None:
-    """Make the next :func:`load` in this process read the stored configuration again."""
-    current_app.extensions.pop("channel_cache", None)
+    """Make the next :func:`load` read the stored configuration again (after a save in this process)."""
+    _snapshot().forget()
+    g.pop("channel_checked", None)
 
 
 def _decrypt(row: ChannelConfig) -> Channel:
@@ -304,6 +337,8 @@ def save(clean: dict[str, Any], *, actor: str) -> ChannelConfig:
             row.wx_qy_agentid = clean["wx_qy_agentid"]
             row.wx_qy_msgtype = clean["wx_qy_msgtype"]
         row.updated_by = actor
+        # Every process sees the new version on its next request and drops its decrypted copy.
+        row.version = (row.version or 0) + 1
         public = {k: v for k, v in clean.items() if k not in SECRET_KEYS and k != "wx_token"}
         session.add(AuditEntry(actor=actor, action="channel.configure", target=clean["wx_type"], detail=public))
     forget_cached()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from flask import Flask
@@ -62,9 +63,12 @@ class Defaults:
     DELIVERY_RETRY_BASE_SECONDS = 30
     DELIVERY_RETRY_MAX_SECONDS = 1800
     DELIVERY_MAX_AGE_SECONDS = 24 * 3600
-    DELIVERY_JOB_SECONDS = 15
-    # A claimed delivery whose worker died is taken again this long after its time budget ended.
-    DELIVERY_CLAIM_MARGIN_SECONDS = 60
+    # The retry job runs this often; it also takes over the deliveries of a process that died.
+    DELIVERY_JOB_SECONDS = 5
+    # A claim on deliveries lasts this long unless its process renews it (it does so four times per
+    # lease while its calls run): a dead process's deliveries are taken over within a lease plus a
+    # run of the retry job.
+    DELIVERY_CLAIM_LEASE_SECONDS = 8
     WECOM_DUPLICATE_CHECK_SECONDS = 600
     # Seconds to wait for WeChat's answer to one API call (connecting waits at most 5 s of it); a call
     # that times out is retried later with the same duplicate guards.
@@ -124,19 +128,31 @@ def as_bool(value) -> bool:
 def ensure_secret_key(instance_path: Path) -> str:
     """Return the secret key kept in the instance folder, creating it (mode 0600) the first time.
 
-    Several workers may start at once: the file is created with O_EXCL, so exactly one of them
-    writes it and the others read what it wrote.
+    Several workers may start at once. The key is written whole to a temporary file first and then
+    published with a hard link, which fails if the file exists: exactly one process's key becomes
+    the file, and a reader never sees it empty or half written.
     """
     path = instance_path / SECRET_KEY_FILE
     instance_path.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_text().strip()
-        if not key:
-            raise RuntimeError(f"{path} is empty: delete it to have a new secret key generated")
-        return key
-    key = secrets.token_hex(32)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
+    if not path.exists():
+        _publish_new_key(path)
+    key = path.read_text().strip()
+    if not key:
+        raise RuntimeError(f"{path} is empty: delete it to have a new secret key generated")
     return key
+
+
+def _publish_new_key(path: Path) -> None:
+    """Write a new key to a temporary file beside ``path`` and link it into place unless one is there."""
+    fd, temporary = tempfile.mkstemp(prefix=".secret_key-", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process published its key first: everyone uses that one
+    finally:
+        os.unlink(temporary)

@@ -56,16 +56,6 @@ class Database:
                 yield connection
 
     @contextmanager
-    def locking_session(self):
-        """A new session (outside the request's) whose transaction holds the database's write lock on
-        SQLite from its first statement; on PostgreSQL use ``with_for_update()`` on the rows to lock.
-        Commits at the end of the block, rolls back if it raises."""
-        with self.write_connection() as connection:
-            with Session(bind=connection, expire_on_commit=False) as session:
-                yield session
-                session.flush()
-
-    @contextmanager
     def transaction(self):
         """A write transaction on the request's session: commit when the block ends, roll back if it raises.
 

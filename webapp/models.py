@@ -163,6 +163,8 @@ class ChannelConfig(Base):
 
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     updated_by: Mapped[str] = mapped_column(String(64), default="")
+    # Raised by every save: each process compares it with the copy it holds, once per request.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     @property
     def account(self) -> str:
@@ -237,6 +239,10 @@ class AccessToken(Base):
     fetched_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None]
+    # The caller fetching the next token, and until when its lease lasts: WeChat is called outside
+    # any transaction, and the others wait for the result instead of fetching too.
+    fetching_by: Mapped[str | None] = mapped_column(String(64))
+    fetching_until: Mapped[datetime | None]
 
 
 class Message(Base):
@@ -278,6 +284,8 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
     claimed_until: Mapped[datetime | None]
+    # The claim holding the row (see webapp.delivery.claims): its live process renews claimed_until.
+    claimed_by: Mapped[str | None] = mapped_column(String(64), index=True)
     wx_msgid: Mapped[str | None] = mapped_column(String(64), index=True)
     receipt: Mapped[str | None] = mapped_column(String(64))
     sent_at: Mapped[datetime | None]
@@ -321,14 +329,23 @@ class AppState(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class CallbackReplayGuard(Base):
+    """What WeChat signed for one callback request (its timestamp and nonce), kept for the timestamp
+    window: the same pair again, GET or POST, is a replay of a captured request."""
+
+    __tablename__ = "callback_replay_guard"
+
+    replay_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class CallbackEvent(Base):
-    """A message WeChat pushed, kept for a day: its nonce (a reused one is a replay) and its identity
-    (MsgId, or sender and time for events), so that WeChat's retries are handled once."""
+    """A message WeChat pushed, kept for a day: its identity (MsgId/MsgID, or sender, time, event and
+    key), so that WeChat's retries of one event are handled once; and the reply given to it."""
 
     __tablename__ = "callback_events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    nonce: Mapped[str] = mapped_column(String(128), unique=True)
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     reply: Mapped[str | None] = mapped_column(Text)

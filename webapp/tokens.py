@@ -1,8 +1,9 @@
 """The token broker: WeChat access tokens kept in the database and fetched once for all processes.
 
-A caller that finds no fresh token takes the row's lock (``SELECT ... FOR UPDATE`` on PostgreSQL, the
-database write lock on SQLite), reads the row again, and only then fetches: however many threads
-and processes ask at once, one of them calls WeChat and the others use what it stored.
+A caller that finds no fresh token takes the row's short "fetching" lease (a conditional UPDATE,
+committed at once), calls WeChat outside any transaction and stores the result: however many
+threads and processes ask at once, one of them calls WeChat and the others wait for what it stored,
+and no database lock is held while WeChat answers.
 
 Official Account tokens come from ``/cgi-bin/stable_token`` in normal mode (several instances never
 invalidate each other's token); WeCom tokens from ``gettoken``, one per application secret.
@@ -11,12 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import re
+import secrets
+import socket
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, TypeVar
 
 from flask import current_app
-from sqlalchemy import insert, select
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp import metrics
@@ -24,6 +30,7 @@ from webapp.extensions import db
 from webapp.models import CHANNEL_MP, CHANNEL_QYWX, AccessToken, utcnow
 from webapp.secretbox import box
 from webapp.wechat import MpClient, WeChatAPIError, WeChatError, WorkClient, redact
+from webapp.wechat.errors import WeChatTransportError
 from webapp.wechat.http import shared_session
 
 log = logging.getLogger(__name__)
@@ -87,66 +94,131 @@ def _fresh(row: AccessToken | None, now, margin: timedelta) -> bool:
     return row.expires_at - now > margin
 
 
+#: How often a caller waiting for another caller's fetch looks at the stored row again.
+WAIT_POLL_SECONDS = 0.05
+
+
+def _fetch_lease() -> timedelta:
+    """How long a fetcher holds the right to fetch: its longest possible call, plus a margin.
+
+    A fetcher that died (kill -9) leaves its lease behind; another caller takes over when it ends.
+    """
+    connect, read = http_timeout()
+    return timedelta(seconds=connect + read + 5)
+
+
 def get_token(source: TokenSource, *, rejected: str | None = None, margin: timedelta = REFRESH_AHEAD) -> str:
     """Return a usable access token for ``source``, fetching it only when no fresh one is stored.
 
     ``rejected`` is a token WeChat has just refused (40001/40014/42001): it is replaced unless
     another caller has replaced it already.
+
+    Single flight without holding a lock while WeChat answers: the caller that takes the row's
+    short "fetching" lease (one conditional UPDATE, committed at once) calls WeChat outside any
+    transaction and stores the result; every other caller, in any thread or process, waits for
+    that result by re-reading the row. Nothing else waits for the fetch: callbacks, sends of other
+    accounts and the database's writers go on as usual, however slowly WeChat answers.
     """
-    # The broker reads and writes on connections of its own, never the caller's session: a caller
-    # in the middle of a transaction keeps it, and no connection is held while waiting for the lock.
-    with db.engine.connect() as connection:
-        row = connection.execute(_select_row(source)).first()
-    if _fresh(row, utcnow(), margin):
-        token = box().decrypt(row.token_enc)
-        if token != rejected:
-            return token
-    return _refresh(source, rejected=rejected, margin=margin)
+    secret_box = box()
+    lease = _fetch_lease()
+    give_up = time.monotonic() + lease.total_seconds() + 5
+    waiting_since = None
+    created = False
+    while True:
+        # The broker reads and writes on connections of its own, never the caller's session.
+        with db.engine.connect() as connection:
+            row = connection.execute(_select_row(source)).first()
+        now = utcnow()
+        if _fresh(row, now, margin):
+            token = secret_box.decrypt(row.token_enc)
+            if token != rejected:
+                return token
+        if row is None:
+            if created:
+                raise WeChatTransportError("connection", "the token row cannot be created")
+            _ensure_row(source)
+            created = True
+            continue
+        if row.fetching_until is None or row.fetching_until <= now:
+            fetcher = _take_fetch_lease(row, now, lease)
+            if fetcher:
+                return _fetch_and_store(source, row.id, fetcher)
+            continue  # another caller took the lease (or stored a token) first: look again
+        # Someone else is fetching. If their fetch failed since this caller began waiting, share the
+        # failure rather than calling WeChat again (a wrong secret would be asked once per waiter).
+        waiting_since = waiting_since or now
+        if time.monotonic() > give_up:
+            raise WeChatTransportError("timeout", "waited too long for another caller's access token fetch")
+        time.sleep(WAIT_POLL_SECONDS)
+        with db.engine.connect() as connection:
+            after = connection.execute(_select_row(source)).first()
+        if (after is not None and after.fetching_until is None and after.fetched_at == row.fetched_at
+                and after.last_error_at is not None and after.last_error_at >= waiting_since):
+            raise _stored_failure(after.last_error)
 
 
 def _select_row(source: TokenSource):
-    return select(AccessToken.token_enc, AccessToken.expires_at, AccessToken.fetched_at).where(
+    return select(AccessToken.id, AccessToken.token_enc, AccessToken.expires_at, AccessToken.fetched_at,
+                  AccessToken.fetching_until, AccessToken.last_error, AccessToken.last_error_at).where(
         AccessToken.kind == source.kind, AccessToken.account == source.account
     )
 
 
-def _refresh(source: TokenSource, *, rejected: str | None, margin: timedelta) -> str:
+def _take_fetch_lease(row, now, lease: timedelta) -> str | None:
+    """Take the right to fetch for ``row``'s token, unless another caller holds it or has just fetched.
+
+    The UPDATE is conditional on the lease being free and the token being the one this caller saw,
+    so of many callers at once exactly one gets a row back. Committed at once: no lock is kept.
+    """
+    fetcher = f"{socket.gethostname()[:24]}:{os.getpid()}:{secrets.token_hex(6)}"
+    with db.write_connection() as connection:
+        taken = connection.execute(
+            update(AccessToken)
+            .where(AccessToken.id == row.id,
+                   or_(AccessToken.fetching_until.is_(None), AccessToken.fetching_until <= now),
+                   AccessToken.fetched_at.is_not_distinct_from(row.fetched_at))
+            .values(fetching_by=fetcher, fetching_until=now + lease)
+        ).rowcount
+    return fetcher if taken == 1 else None
+
+
+def _fetch_and_store(source: TokenSource, row_id: int, fetcher: str) -> str:
+    """Call WeChat (no transaction open, no lock held), then store the token or the error and free the lease."""
     secret_box = box()
-    _ensure_row(source)
     failure: WeChatError | None = None
-    with db.locking_session() as session:
-        row = session.scalar(
-            select(AccessToken)
-            .where(AccessToken.kind == source.kind, AccessToken.account == source.account)
-            .with_for_update()
-        )
-        # Someone may have fetched while this caller waited for the lock: use theirs.
-        if _fresh(row, utcnow(), margin):
-            token = secret_box.decrypt(row.token_enc)
-            if token != rejected:
-                return token
-        try:
-            token, expires_in = source.fetch()
-        except WeChatError as exc:
-            # Keep the error on record (the block still commits), then hand it to the caller.
-            failure = exc
-            row.last_error = redact(str(exc))[:1000]
-            row.last_error_at = utcnow()
-        else:
-            now = utcnow()
-            row.token_enc = secret_box.encrypt(token)
-            row.fetched_at = now
-            row.expires_at = now + timedelta(seconds=max(int(expires_in), 1))
-            row.last_error = None
+    try:
+        token, expires_in = source.fetch()
+    except WeChatError as exc:
+        failure = exc
+        values = {"last_error": redact(str(exc))[:1000], "last_error_at": utcnow()}
+    else:
+        now = utcnow()
+        values = {"token_enc": secret_box.encrypt(token), "fetched_at": now,
+                  "expires_at": now + timedelta(seconds=max(int(expires_in), 1)), "last_error": None}
+    finally:
         metrics.token_fetch(source.kind, failure)
+    with db.write_connection() as connection:
+        connection.execute(update(AccessToken).where(AccessToken.id == row_id, AccessToken.fetching_by == fetcher)
+                           .values(fetching_by=None, fetching_until=None, **values))
     if failure is not None:
         raise failure
     log.info("fetched a new %s access token for %s (expires in %ss)", source.kind, _public(source.account), expires_in)
     return token
 
 
+_STORED_ERRCODE = re.compile(r"^WeChat errcode (-?\d+): (.*)$", re.S)
+
+
+def _stored_failure(last_error: str | None) -> WeChatError:
+    """The error another caller's fetch met, rebuilt from the row (WeChat's errcode when it had one)."""
+    match = _STORED_ERRCODE.match(last_error or "")
+    if match:
+        return WeChatAPIError(int(match.group(1)), match.group(2))
+    return WeChatTransportError("connection", f"another caller's token fetch failed: {last_error or ''}")
+
+
 def _ensure_row(source: TokenSource) -> None:
-    """Create the token's row once, so that there is always a row to lock."""
+    """Create the token's row once, so that there is always a row to take the lease on."""
     where = (AccessToken.kind == source.kind, AccessToken.account == source.account)
     try:
         with db.write_connection() as connection:

@@ -13,6 +13,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from urllib.parse import parse_qsl
 
 from flask import current_app, request
 from sqlalchemy import func, select
@@ -23,6 +24,7 @@ from webapp.delivery.content import Notification, default_date
 from webapp.delivery.engine import Target
 from webapp.extensions import db
 from webapp.models import CHANNEL_MP, ApiApp, Binding, RateWindow, User, utcnow
+from webapp.wechat.ids import valid_openid, valid_wecom_userid
 
 VALIDATION_ERROR = 1306000
 SEND_FAILED = 1306201
@@ -49,10 +51,19 @@ def request_id() -> str:
     return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
+#: Form fields read from one request at most (a send has about ten).
+MAX_FORM_FIELDS = 200
+
+
 def parse_body() -> dict:
-    """The request's parameters: a JSON body whatever its Content-Type (BlueKing's SDK sends none), else form fields."""
+    """The request's parameters: a JSON body whatever its Content-Type (BlueKing's SDK sends none, and
+    ``curl -d`` sends a form type), else form fields. Checked strictly before anything is stored: a
+    body that is not valid UTF-8, or JSON holding an escaped lone surrogate, is refused."""
     raw = request.get_data(cache=True)
-    text = raw.decode("utf-8", "replace").strip() if raw else ""
+    try:
+        text = raw.decode("utf-8").strip() if raw else ""
+    except UnicodeDecodeError:
+        raise invalid("the request body is not valid UTF-8: send the JSON encoded as UTF-8") from None
     if text.startswith("{"):
         try:
             body = json.loads(text)
@@ -62,10 +73,43 @@ def parse_body() -> dict:
             raise invalid("the request body is nested too deeply") from None
         if not isinstance(body, dict):
             raise invalid("the request body must be a JSON object")
+        _refuse_surrogates(text, body)
         return body
-    if text and not request.form:
+    if request.mimetype == "multipart/form-data":
+        return request.form.to_dict()  # its parts are UTF-8: the whole body decoded above
+    try:
+        pairs = parse_qsl(text, encoding="utf-8", errors="strict", max_num_fields=MAX_FORM_FIELDS)
+    except UnicodeDecodeError:
+        raise invalid("a form field is not valid UTF-8 once percent-decoded") from None
+    except ValueError:
+        raise invalid(f"the form has more than {MAX_FORM_FIELDS} fields") from None
+    if text and not pairs:
         raise invalid("the request body must be a JSON object")
-    return request.form.to_dict()
+    fields: dict = {}
+    for name, value in pairs:
+        fields.setdefault(name, value)  # the first value of a repeated field, as forms are read elsewhere
+    return fields
+
+
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _refuse_surrogates(text: str, body: dict) -> None:
+    """Refuse strings holding a lone surrogate: JSON allows ``"\\ud800"``, but it is no character and
+    UTF-8 cannot carry it (escaped pairs, as some clients send emoji, are one character and welcome)."""
+    if not _ESCAPED_SURROGATE.search(text):
+        return  # the usual case: nothing escaped in that range, no need to look through the values
+    stack = [body]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if any("\ud800" <= ch <= "\udfff" for ch in value):
+                raise invalid("the request body holds an escaped lone surrogate (\\ud800-\\udfff), which is not a character")
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
 
 
 @dataclass
@@ -240,8 +284,8 @@ def resolve(send: SendRequest, configured) -> tuple[list[Target], list[str]]:
         users = {u.id: u.username for u in db.session.scalars(select(User).where(User.id.in_([b.user_id for b in bindings.values()])))}
         for receiver in send.receivers:
             binding = bindings.get(receiver)
-            refusal = None
-            if binding is not None and not binding.active and binding.deactivated_reason == "unsubscribed":
+            refusal = invalid_receiver(receiver, configured.wx_type)
+            if refusal is None and binding is not None and not binding.active and binding.deactivated_reason == "unsubscribed":
                 refusal = "the person unfollowed the Official Account, so WeChat would refuse the message (43004)"
             targets.append(Target(receiver, users.get(binding.user_id) if binding else None, refusal))
         return targets, invalid_names
@@ -269,6 +313,16 @@ def resolve(send: SendRequest, configured) -> tuple[list[Target], list[str]]:
         invalid_names.append(name)
         targets.append(Target("", name, reason))
     return targets, invalid_names
+
+
+def invalid_receiver(receiver: str, wx_type: str) -> str | None:
+    """Why ``receiver`` cannot be an id of the channel (the delivery then fails at once), or None."""
+    if wx_type == CHANNEL_MP:
+        if not valid_openid(receiver):
+            return "not a valid openid: an openid is 1 to 64 letters, digits, '-' or '_' (WeChat was not called)"
+    elif not valid_wecom_userid(receiver):
+        return "not a valid WeCom userid: a userid is 1 to 64 letters, digits, '_', '-', '.' or '@' (WeChat was not called)"
+    return None
 
 
 def configured_channel():

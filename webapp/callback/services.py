@@ -2,6 +2,15 @@
 
 Nothing here raises to the route: every outcome is an :class:`Answer` with a 2xx or 4xx status,
 and every request's outcome is recorded for the set-up wizard to show.
+
+Three guards, each on what identifies its threat:
+
+- the configured mode: in compatible and safe mode a push must be encrypted and carry a valid
+  ``msg_signature`` (the plain ``signature`` covers only timestamp and nonce, not the body);
+- replays: what WeChat signs, the (timestamp, nonce) pair, is used once, by a URL check (GET) or
+  a push (POST) alike, and remembered for the timestamp window (older timestamps are refused anyway);
+- WeChat's retries of one event (same body, fresh nonce): the event's identity, MsgId (MsgID in
+  delivery reports) or else sender, time, event and key, is handled once.
 """
 from __future__ import annotations
 
@@ -11,13 +20,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 
 from webapp import channel as channel_config
 from webapp import metrics
 from webapp.callback import handlers
 from webapp.extensions import db
-from webapp.models import CHANNEL_MP, CallbackAttempt, CallbackEvent, UTCDateTime, utcnow
+from webapp.models import CHANNEL_MP, CallbackAttempt, CallbackEvent, CallbackReplayGuard, UTCDateTime, utcnow
 from webapp.wechat import check_signature, parse_message
 from webapp.wechat.errors import CryptoError, InvalidSignature, ReceiveIdMismatch, XMLMessageError
 from webapp.wechat.xmlmsg import build_text_reply
@@ -50,11 +59,30 @@ def record(method: str, outcome: str, *, mode: str = "plain", remote_addr: str =
         log.exception("could not record a callback attempt")
 
 
+def _max_skew() -> int:
+    return int(current_app.config.get("CALLBACK_MAX_CLOCK_SKEW", MAX_CLOCK_SKEW))
+
+
 def _fresh_timestamp(timestamp: str) -> bool:
     try:
-        return abs(time.time() - int(timestamp)) <= current_app.config.get("CALLBACK_MAX_CLOCK_SKEW", MAX_CLOCK_SKEW)
+        return abs(time.time() - int(timestamp)) <= _max_skew()
     except (TypeError, ValueError, OverflowError):  # OverflowError: a timestamp of hundreds of digits
         return False
+
+
+def replay_key(timestamp: str, nonce: str) -> str:
+    """The replay guard's key: what every WeChat signature covers, the timestamp and the nonce."""
+    return f"{timestamp[:20]}:{nonce[:128]}"
+
+
+_INSERT_GUARD = text(
+    "INSERT INTO callback_replay_guard (replay_key, at) VALUES (:key, :at) ON CONFLICT DO NOTHING"
+).bindparams(bindparam("at", type_=UTCDateTime()))
+
+
+def _consume(connection, timestamp: str, nonce: str) -> bool:
+    """Use up this (timestamp, nonce): True the first time, False for a replay."""
+    return connection.execute(_INSERT_GUARD, {"key": replay_key(timestamp, nonce), "at": utcnow()}).rowcount == 1
 
 
 def _draft_tokens() -> list[str]:
@@ -100,6 +128,13 @@ def verify_url(args: dict, remote_addr: str) -> Answer:
     if not _fresh_timestamp(timestamp):
         record("GET", "stale_timestamp", remote_addr=remote_addr, detail=f"timestamp {timestamp[:20]}")
         return Answer(403, "timestamp too far from the server's clock: check the server's time (NTP)")
+    # A URL check uses up its timestamp and nonce like a push does: its signature is the one a
+    # plaintext push carries, so a captured check must not be reusable as a forged push.
+    with db.write_connection(durable=False) as connection:
+        fresh = _consume(connection, timestamp, nonce)
+    if not fresh:
+        record("GET", "replayed_nonce", remote_addr=remote_addr, detail="this timestamp and nonce were already used")
+        return Answer(403, "this timestamp and nonce were already used: the request is a replay")
     record("GET", "verified", remote_addr=remote_addr,
            detail="signed with the Token of the set-up wizard's draft" if via_draft else "")
     return Answer(200, echostr)
@@ -125,6 +160,12 @@ def handle_message(args: dict, body: bytes, remote_addr: str) -> Answer:
     # the ciphertext (checked while decrypting below). A plain signature alone never admits them.
     if not encrypted and not check_signature(channel.wx_token, args.get("signature", ""), timestamp, nonce):
         return refuse(403, "bad_signature", "signature mismatch: check the Token")
+    if not encrypted and channel.wx_encrypt_mode in ("compatible", "safe"):
+        # `signature` covers the timestamp and nonce only, never the body: in these modes only a
+        # msg_signature over the encrypted body proves the message comes from WeChat.
+        return refuse(403, "plaintext_refused",
+                      f"this service expects {channel.wx_encrypt_mode} mode: pushes must be encrypted (encrypt_type=aes)",
+                      detail=PLAINTEXT_REFUSED_DETAIL.format(mode=channel.wx_encrypt_mode))
     try:
         outer = parse_message(body)
     except XMLMessageError:
@@ -150,10 +191,10 @@ def handle_message(args: dict, body: bytes, remote_addr: str) -> Answer:
         return refuse(403, "stale_timestamp", "timestamp too far from the server's clock")
     summary = f"{message.get('MsgType', '?')}/{message.get('Event', '')}".rstrip("/")
     key = _dedupe_key(message)
-    admission, stored_reply = _admit(nonce, key, mode, remote_addr, summary)
+    admission, stored_reply = _admit(timestamp, nonce, key, mode, remote_addr, summary)
     metrics.callback_request("POST", {"new": "ok", "replay": "replayed_nonce"}.get(admission, admission))
     if admission == "replay":
-        return Answer(403, "this nonce was already used: the request is a replay")
+        return Answer(403, "this timestamp and nonce were already used: the request is a replay")
     reply = stored_reply if admission == "duplicate" else _dispatch(message, channel, key)
     if not reply:
         return Answer(200, "success")
@@ -162,9 +203,23 @@ def handle_message(args: dict, body: bytes, remote_addr: str) -> Answer:
     return Answer(200, reply, xml=True)
 
 
+#: What the attempt log keeps when WeChat pushes plaintext in compatible or safe mode (the console
+#: shows the administrator a translated sentence for it, see :func:`plaintext_refusals`).
+PLAINTEXT_REFUSED_DETAIL = (
+    "WeChat is sending plaintext while this service expects {mode} mode: set 消息加解密方式 to 安全模式 "
+    "on WeChat (开发 → 基本配置 → 服务器配置), or change the mode here"
+)
+
+
 def _dedupe_key(message: dict) -> str:
-    if message.get("MsgId"):
-        key = "msg:" + message["MsgId"]
+    """What identifies one event across WeChat's retries of it.
+
+    Messages carry MsgId; delivery reports (TEMPLATESENDJOBFINISH) spell it MsgID, one per template
+    message, so several reports to one person within a second stay apart.
+    """
+    msg_id = message.get("MsgId") or message.get("MsgID")
+    if msg_id:
+        key = "msg:" + msg_id
     else:
         # WeChat's rule is sender + time; the event and its key are added so that two different events
         # of one person within the same second (two scans, say) are not taken for a retry.
@@ -175,9 +230,9 @@ def _dedupe_key(message: dict) -> str:
 
 # Every callback runs these; plain SQL (understood alike by SQLite and PostgreSQL) keeps them cheap.
 _INSERT_EVENT = text(
-    "INSERT INTO callback_events (nonce, dedupe_key, received_at) VALUES (:nonce, :key, :at) ON CONFLICT DO NOTHING"
+    "INSERT INTO callback_events (dedupe_key, received_at) VALUES (:key, :at) ON CONFLICT DO NOTHING"
 ).bindparams(bindparam("at", type_=UTCDateTime()))
-_FIND_EVENT = text("SELECT nonce, reply FROM callback_events WHERE nonce = :nonce OR dedupe_key = :key")
+_FIND_REPLY = text("SELECT reply FROM callback_events WHERE dedupe_key = :key")
 _INSERT_ATTEMPT = text(
     "INSERT INTO callback_attempts (at, method, kind, outcome, mode, remote_addr, detail) "
     "VALUES (:at, 'POST', 'message', :outcome, :mode, :remote_addr, :detail)"
@@ -187,29 +242,29 @@ _INSERT_ATTEMPT = text(
 OK_LOG_INTERVAL = 10.0
 
 
-def _admit(nonce: str, key: str, mode: str, remote_addr: str, summary: str) -> tuple[str, str | None]:
-    """Record the message in one short transaction; usually a single INSERT.
+def _admit(timestamp: str, nonce: str, key: str, mode: str, remote_addr: str, summary: str) -> tuple[str, str | None]:
+    """Use up the request's (timestamp, nonce) and record the event, in one short transaction.
 
-    Returns ("replay", None) for a nonce seen before, ("duplicate", reply) for a message WeChat
-    already delivered (its reply is sent again), or ("new", None).
+    Returns ("replay", None) for a timestamp and nonce used before, ("duplicate", reply) for an
+    event WeChat already delivered (its reply is sent again), or ("new", None).
     """
     now = utcnow()
     attempt = {"at": now, "mode": mode, "remote_addr": remote_addr[:64], "detail": summary[:500]}
     # Not durable: losing the last instant of these records in a crash only lets a WeChat retry
     # through again, and the handlers are idempotent.
     with db.write_connection(durable=False) as connection:
-        if connection.execute(_INSERT_EVENT, {"nonce": nonce[:128], "key": key, "at": now}).rowcount == 1:
+        if not _consume(connection, timestamp, nonce):
+            connection.execute(_INSERT_ATTEMPT, {"outcome": "replayed_nonce", **attempt})
+            return "replay", None
+        if connection.execute(_INSERT_EVENT, {"key": key, "at": now}).rowcount == 1:
             logged = current_app.extensions.setdefault("callback_ok_logged", [0.0])
             if time.monotonic() - logged[0] >= OK_LOG_INTERVAL:
                 logged[0] = time.monotonic()
                 connection.execute(_INSERT_ATTEMPT, {"outcome": "ok", **attempt})
             return "new", None
-        seen = connection.execute(_FIND_EVENT, {"nonce": nonce[:128], "key": key}).all()
-        if any(row.nonce == nonce[:128] for row in seen):
-            connection.execute(_INSERT_ATTEMPT, {"outcome": "replayed_nonce", **attempt})
-            return "replay", None
+        reply = connection.execute(_FIND_REPLY, {"key": key}).scalar()
         connection.execute(_INSERT_ATTEMPT, {"outcome": "duplicate", **attempt})
-        return "duplicate", seen[0].reply if seen else None
+        return "duplicate", reply
 
 
 def _dispatch(message: dict, channel, key: str) -> str | None:
@@ -238,6 +293,15 @@ def recent_attempts(limit: int = 20) -> list[CallbackAttempt]:
     return list(db.session.scalars(select(CallbackAttempt).order_by(CallbackAttempt.at.desc(), CallbackAttempt.id.desc()).limit(limit)))
 
 
+def plaintext_refusals(hours: int = 24) -> tuple[int, CallbackAttempt | None]:
+    """Plaintext pushes refused in compatible or safe mode in the last ``hours``: how many, and the latest."""
+    since = utcnow() - timedelta(hours=hours)
+    where = (CallbackAttempt.outcome == "plaintext_refused", CallbackAttempt.at >= since)
+    count = db.session.scalar(select(func.count()).select_from(CallbackAttempt).where(*where)) or 0
+    latest = db.session.scalar(select(CallbackAttempt).where(*where).order_by(CallbackAttempt.id.desc()).limit(1))
+    return count, latest
+
+
 def last_verification() -> CallbackAttempt | None:
     """The latest URL verification request (GET), whatever its outcome."""
     return db.session.scalar(
@@ -247,9 +311,11 @@ def last_verification() -> CallbackAttempt | None:
 
 
 def purge_old() -> None:
-    """Forget messages (and their nonces) older than a day, and all but the latest attempts."""
+    """Forget events older than a day, replay keys older than the timestamp window, and all but the latest attempts."""
     now = utcnow()
     with db.transaction() as session:
         session.execute(delete(CallbackEvent).where(CallbackEvent.received_at < now - timedelta(days=1)))
+        # A timestamp is accepted within MAX_CLOCK_SKEW either side of now; its key is needed that long.
+        session.execute(delete(CallbackReplayGuard).where(CallbackReplayGuard.at < now - timedelta(seconds=2 * _max_skew())))
         keep = select(CallbackAttempt.id).order_by(CallbackAttempt.id.desc()).limit(ATTEMPTS_KEPT).subquery()
         session.execute(delete(CallbackAttempt).where(CallbackAttempt.id.not_in(select(keep.c.id))))

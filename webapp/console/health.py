@@ -6,7 +6,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from webapp import channel as channel_config
-from webapp.callback.services import last_verification, recent_attempts
+from webapp.callback.services import last_verification, plaintext_refusals, recent_attempts
 from webapp.extensions import db
 from webapp.models import CHANNEL_MP, AccessToken, Delivery, utcnow
 from webapp.wechat import diagnose
@@ -61,6 +61,7 @@ def overview(language: str) -> dict:
         "token": token_state(configured),
         "verification": last_verification(),
         "attempts": recent_attempts(5),
+        "plaintext_refused": plaintext_refusals()[0],
         "buckets": buckets,
         "labels": labels,
         "totals": totals,
