@@ -56,7 +56,8 @@ def test_pages_use_only_our_own_assets(client, users):
     for url in re.findall(r'(?:src|href)="([^"]+)"', html):
         assert url.startswith("/") or url == "#", url
     for asset in re.findall(r'(?:src|href)="(/[^"]+\.(?:css|js|svg))"', html):
-        assert client.get(asset).status_code == 200, asset
+        with client.get(asset) as response:  # a file answer holds the file open until closed
+            assert response.status_code == 200, asset
     assert "<script>" not in html  # no inline scripts
 
 
@@ -85,4 +86,5 @@ def test_healthz_reports_a_broken_database(make_app, tmp_path):
 def test_first_run_page_gets_its_assets_before_setup(client):
     html = client.get("/setup/").text
     for asset in re.findall(r'(?:src|href)="(/[^"]+\.(?:css|js|svg))"', html):
-        assert client.get(asset).status_code == 200, asset
+        with client.get(asset) as response:  # a file answer holds the file open until closed
+            assert response.status_code == 200, asset

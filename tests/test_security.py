@@ -16,8 +16,8 @@ EXPECTED_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-sr
 @pytest.mark.parametrize("path", ["/login", "/setup/", "/healthz", "/static/css/app.css", "/nowhere",
                                   "/api/c/compapi/cmsi/send_weixin/", "/console/user_center/weixin/mp/callback/"])
 def test_every_answer_carries_the_security_headers(client, path):
-    response = client.get(path)
-    headers = response.headers
+    with client.get(path) as response:  # a file answer holds the file open until closed
+        headers = response.headers
     assert headers["Content-Security-Policy"] == EXPECTED_CSP
     assert "unsafe-inline" not in headers["Content-Security-Policy"]
     assert headers["X-Content-Type-Options"] == "nosniff"
@@ -289,3 +289,20 @@ def test_rotate_secrets_with_an_unreadable_channel_secret_changes_nothing(make_a
     assert result.exit_code != 0 and "cannot be decrypted" in result.output
     with app.app_context():
         assert db.session.scalar(select(AuditEntry).where(AuditEntry.action == "secrets.rotate")) is None
+
+
+def test_reprs_of_configuration_and_crypto_hold_no_secret():
+    """A Channel or MessageCrypto in a log line or a traceback names the account, never its secrets."""
+    from webapp.channel import Channel
+    from webapp.tokens import TokenSource
+    from webapp.wechat import MessageCrypto
+
+    secrets_ = {"wx_secret": "a1" * 16, "wx_token": "TokenValue2026", "wx_encoding_aes_key": "k" * 43,
+                "wx_previous_encoding_aes_key": "p" * 43, "wx_qy_corpsecret": "CorpSecretValue0123456789"}
+    configured = Channel(wx_type="mp", wx_app_id="wx0123456789abcdef", **secrets_)
+    crypto = MessageCrypto(secrets_["wx_token"], secrets_["wx_encoding_aes_key"], "wx0123456789abcdef")
+    source = TokenSource("mp", "wx0123456789abcdef", lambda: ("x", 1))
+    for shown in (repr(configured), str(configured), repr(crypto), repr(source)):
+        for name, value in secrets_.items():
+            assert value not in shown, f"{name} appears in {shown[:80]}"
+    assert "wx0123456789abcdef" in repr(configured)

@@ -6,7 +6,6 @@ encrypted and never handed back in full.
 """
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,7 +19,7 @@ from webapp.extensions import db
 from webapp.models import CHANNEL_MP, CHANNEL_QYWX, AuditEntry, ChannelConfig
 from webapp.secretbox import box
 from webapp.tokens import TokenSource, mp_client, work_client
-from webapp.wechat import MessageCrypto, WeChatAPIError, WeChatError, diagnose_transport
+from webapp.wechat import MessageCrypto, WeChatAPIError, WeChatError, diagnose_transport, ids
 from webapp.wechat.crypto import validate_encoding_aes_key, validate_token
 
 DEFAULT_TEMPLATE_FIELDS = {"heading": "first", "message": "keyword1", "date": "keyword2", "remark": "remark"}
@@ -31,26 +30,27 @@ SECRET_KEYS = ("wx_secret", "wx_qy_corpsecret", "wx_encoding_aes_key")
 MP_KEYS = ("wx_app_id", "wx_secret", "wx_token", "wx_encoding_aes_key", "wx_encrypt_mode", "wx_template_id", "wx_template_fields")
 QY_KEYS = ("wx_qy_corpid", "wx_qy_corpsecret", "wx_qy_agentid", "wx_qy_msgtype")
 
-_APPID_RE = re.compile(r"^wx[0-9a-f]{16}$")
-_CORPID_RE = re.compile(r"^(ww|wx)[0-9a-zA-Z]{16}$")
-_TEMPLATE_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
 @dataclass(frozen=True)
 class Channel:
-    """The stored configuration with secrets decrypted, for the code that talks to WeChat."""
+    """The stored configuration with secrets decrypted, for the code that talks to WeChat.
+
+    Its repr leaves the secrets out (AppSecret, Token, EncodingAESKeys, CorpSecret): a Channel in a
+    log line or a traceback shows which account it is, never how to act as it.
+    """
 
     wx_type: str
     wx_app_id: str | None = None
-    wx_secret: str | None = None
-    wx_token: str | None = None
-    wx_encoding_aes_key: str | None = None
-    wx_previous_encoding_aes_key: str | None = None
+    wx_secret: str | None = field(default=None, repr=False)
+    wx_token: str | None = field(default=None, repr=False)
+    wx_encoding_aes_key: str | None = field(default=None, repr=False)
+    wx_previous_encoding_aes_key: str | None = field(default=None, repr=False)
     wx_encrypt_mode: str = "plain"
     wx_template_id: str | None = None
     wx_template_fields: dict = field(default_factory=lambda: dict(DEFAULT_TEMPLATE_FIELDS))
     wx_qy_corpid: str | None = None
-    wx_qy_corpsecret: str | None = None
+    wx_qy_corpsecret: str | None = field(default=None, repr=False)
     wx_qy_agentid: int | None = None
     wx_qy_msgtype: str = "text"
 
@@ -105,7 +105,7 @@ def normalize(data: dict[str, Any], current: Channel | None = None) -> dict[str,
     if wx_type not in (CHANNEL_MP, CHANNEL_QYWX):
         raise ConfigInvalid({"wx_type": _('must be "mp" (Official Account) or "qywx" (WeCom)')})
 
-    def text(key: str) -> str:
+    def value_of(key: str) -> str:
         value = data.get(key)
         if value is None or value == "":
             if key in SECRET_KEYS and current is not None and current.wx_type == wx_type:
@@ -121,12 +121,12 @@ def normalize(data: dict[str, Any], current: Channel | None = None) -> dict[str,
     if unknown:
         errors[unknown[0]] = _("is not a configuration key (check its spelling)")
     if wx_type == CHANNEL_MP:
-        appid, secret, token = text("wx_app_id"), text("wx_secret"), text("wx_token")
-        aes_key, template_id = text("wx_encoding_aes_key"), text("wx_template_id")
-        mode = text("wx_encrypt_mode") or ("safe" if aes_key else "plain")
-        if not _APPID_RE.match(appid):
+        appid, secret, token = value_of("wx_app_id"), value_of("wx_secret"), value_of("wx_token")
+        aes_key, template_id = value_of("wx_encoding_aes_key"), value_of("wx_template_id")
+        mode = value_of("wx_encrypt_mode") or ("safe" if aes_key else "plain")
+        if not ids.APPID_RE.fullmatch(appid):
             errors["wx_app_id"] = _("the AppID is 'wx' followed by 16 hexadecimal characters (开发 → 基本配置)")
-        if not re.fullmatch(r"[0-9a-fA-F]{32}", secret):
+        if not ids.APP_SECRET_RE.fullmatch(secret):
             errors["wx_secret"] = _("the AppSecret is 32 hexadecimal characters (开发 → 基本配置 → AppSecret)")
         if not validate_token(token):
             errors["wx_token"] = _("the Token is 3 to 32 letters or digits, the same as on WeChat's 服务器配置 page")
@@ -136,13 +136,13 @@ def normalize(data: dict[str, Any], current: Channel | None = None) -> dict[str,
             errors["wx_encrypt_mode"] = _("must be plain, compatible or safe")
         elif mode != "plain" and not aes_key:
             errors["wx_encoding_aes_key"] = _("compatible and safe mode need the EncodingAESKey")
-        if not re.fullmatch(r"[A-Za-z0-9_-]{10,128}", template_id):
+        if not ids.TEMPLATE_ID_RE.fullmatch(template_id):
             errors["wx_template_id"] = _("the template ID is shown under 功能 → 模板消息 → 我的模板 (not the library number such as TM00015)")
         fields = data.get("wx_template_fields") or dict(DEFAULT_TEMPLATE_FIELDS)
         if not isinstance(fields, dict) or not fields:
             errors["wx_template_fields"] = _("must map heading/message/date/remark to template keys")
         else:
-            bad = [k for k, v in fields.items() if k not in TEMPLATE_PARAMETERS or not isinstance(v, str) or not _TEMPLATE_KEY_RE.match(v)]
+            bad = [k for k, v in fields.items() if k not in TEMPLATE_PARAMETERS or not isinstance(v, str) or not ids.TEMPLATE_KEY_RE.fullmatch(v)]
             if bad:
                 errors["wx_template_fields"] = _("%(key)s: keys are heading, message, date, remark; values are template keys such as keyword1", key=repr(bad[0]))
             elif "message" not in fields:
@@ -150,11 +150,11 @@ def normalize(data: dict[str, Any], current: Channel | None = None) -> dict[str,
         clean.update(wx_app_id=appid, wx_secret=secret, wx_token=token, wx_encoding_aes_key=aes_key or None,
                      wx_encrypt_mode=mode, wx_template_id=template_id, wx_template_fields=fields)
     else:
-        corpid, corpsecret, msgtype = text("wx_qy_corpid"), text("wx_qy_corpsecret"), text("wx_qy_msgtype") or "text"
-        agentid_text = text("wx_qy_agentid")
-        if not _CORPID_RE.match(corpid):
+        corpid, corpsecret, msgtype = value_of("wx_qy_corpid"), value_of("wx_qy_corpsecret"), value_of("wx_qy_msgtype") or "text"
+        agentid_text = value_of("wx_qy_agentid")
+        if not ids.CORPID_RE.fullmatch(corpid):
             errors["wx_qy_corpid"] = _("the CorpID is 18 characters starting with ww (我的企业 → 企业信息)")
-        if not re.fullmatch(r"[A-Za-z0-9_-]{20,64}", corpsecret):
+        if not ids.CORPSECRET_RE.fullmatch(corpsecret):
             errors["wx_qy_corpsecret"] = _("the Secret is shown on the application's page (应用管理 → 应用 → Secret)")
         if not agentid_text.isdigit() or not 0 < int(agentid_text) < 2**31:
             errors["wx_qy_agentid"] = _("the AgentId is a number shown on the application's page (应用管理 → 应用)")
@@ -195,7 +195,7 @@ def check_live(clean: dict[str, Any]) -> dict[str, Any]:
     source = channel.token_source()
     if channel.wx_type == CHANNEL_MP:
         try:
-            token, _ = source.fetch()
+            token, _expires_in = source.fetch()
             templates = mp_client().get_all_private_template(token)
         except WeChatError as exc:
             raise check_failure(exc, MP_KEY_BY_KIND) from None
@@ -209,7 +209,7 @@ def check_live(clean: dict[str, Any]) -> dict[str, Any]:
             )
         return {"templates": len(ids)}
     try:
-        token, _ = source.fetch()
+        token, _expires_in = source.fetch()
         agent = work_client().get_agent(token, channel.wx_qy_agentid)
     except WeChatError as exc:
         raise check_failure(exc, QY_KEY_BY_KIND) from None

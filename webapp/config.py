@@ -126,33 +126,72 @@ def as_bool(value) -> bool:
 
 
 def ensure_secret_key(instance_path: Path) -> str:
-    """Return the secret key kept in the instance folder, creating it (mode 0600) the first time.
+    """Return the secret key kept in ``instance/secret_key``, creating it (mode 0600) the first time.
 
-    Several workers may start at once. The key is written whole to a temporary file first and then
-    published with a hard link, which fails if the file exists: exactly one process's key becomes
-    the file, and a reader never sees it empty or half written.
+    Several workers may start at once, so the file must never be seen before it holds the whole key.
+    The key is therefore written and fsynced in a temporary file beside it, then published with
+    :func:`os.link`, which refuses to replace an existing file: the first process to link wins, the
+    others drop their own key and read the winner's. The temporary file is removed in every case.
+
+    An existing file that is empty or unreadable is an operator's mistake (this code never leaves
+    one): it is reported with what to do, never replaced, because stored secrets are encrypted with
+    a key derived from this one.
     """
     path = instance_path / SECRET_KEY_FILE
     instance_path.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         _publish_new_key(path)
-    key = path.read_text().strip()
+    try:
+        key = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuntimeError(
+            f"cannot read the secret key file {path} ({exc}): give the service's user read access to it, "
+            "or set FLASK_SECRET_KEY"
+        ) from exc
     if not key:
-        raise RuntimeError(f"{path} is empty: delete it to have a new secret key generated")
+        raise RuntimeError(
+            f"{path} is empty: put the service's secret key back in it, or delete it to have a new one "
+            "generated (secrets stored with the old key can then no longer be read)"
+        )
     return key
 
 
 def _publish_new_key(path: Path) -> None:
-    """Write a new key to a temporary file beside ``path`` and link it into place unless one is there."""
-    fd, temporary = tempfile.mkstemp(prefix=".secret_key-", dir=path.parent)  # mode 0600
+    """Make ``path`` hold a new key unless another process creates it first (then keep theirs)."""
+    # mkstemp creates the file with mode 0600 and a name no other process can pick; it sits in the
+    # same folder because a hard link cannot cross file systems.
+    fd, temporary = tempfile.mkstemp(prefix=".secret_key-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32) + "\n")
             handle.flush()
+            # On disk before it has its public name: after a power cut the file is whole or absent.
             os.fsync(handle.fileno())
         try:
+            # Unlike os.replace, os.link never overwrites: a key another worker already read and
+            # used stays the key.
             os.link(temporary, path)
         except FileExistsError:
-            pass  # another process published its key first: everyone uses that one
+            return  # another process published its key first: everyone uses that one
+        except OSError as exc:
+            raise RuntimeError(
+                f"cannot create the secret key file {path} ({exc}): write a random key "
+                "(python -c 'import secrets; print(secrets.token_hex(32))') into it with mode 0600, "
+                "or set FLASK_SECRET_KEY"
+            ) from exc
+        _fsync_folder(path.parent)
     finally:
         os.unlink(temporary)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the new name in ``folder`` survive a crash: a key lost then would be replaced by another,
+    and the secrets stored with the lost one could no longer be read."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # a platform whose folders cannot be opened (Windows) has no folder fsync either
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

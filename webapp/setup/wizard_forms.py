@@ -12,6 +12,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, RadioField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length, ValidationError
 
+from webapp.wechat import ids
 from webapp.wechat.crypto import validate_encoding_aes_key, validate_token
 
 try:  # WTForms 3.3 names choices; plain (value, label) tuples are deprecated there
@@ -20,11 +21,6 @@ except ImportError:  # pragma: no cover - older WTForms
     def SelectChoice(value, label=None):  # noqa: N802
         return (value, label if label is not None else value)
 
-APPID_RE = re.compile(r"^wx[0-9a-f]{16}$")
-SECRET_RE = re.compile(r"^[0-9a-fA-F]{32}$")
-CORPID_RE = re.compile(r"^(ww|wx)[0-9a-zA-Z]{16}$")
-CORPSECRET_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
-TEMPLATE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{10,128}$")
 
 
 def _strip(value):
@@ -85,7 +81,7 @@ class _KeysForm(FlaskForm):
         if not field.data:
             if field.name not in self.have:
                 raise ValidationError(missing)
-        elif not pattern.match(field.data):
+        elif not pattern.fullmatch(field.data):
             raise ValidationError(malformed)
 
 
@@ -105,12 +101,12 @@ class MpKeysForm(_KeysForm):
     ), validate_choice=False, validators=[OneOf(_l("Choose the encryption mode: the same as on WeChat's 服务器配置 page."))])
 
     def validate_wx_app_id(self, field):
-        if not APPID_RE.match(field.data or ""):
+        if not ids.APPID_RE.fullmatch(field.data or ""):
             raise ValidationError(_l("The AppID is \"wx\" followed by 16 lower-case letters and digits: copy it "
                                      "from 开发 → 基本配置 → 开发者ID(AppID)."))
 
     def validate_wx_secret(self, field):
-        self._secret(field, SECRET_RE,
+        self._secret(field, ids.APP_SECRET_RE,
                      _l("Enter the AppSecret: 开发 → 基本配置 → 开发者密码(AppSecret). WeChat shows it only once; if "
                         "nobody kept it, reset it there."),
                      _l("The AppSecret is 32 letters a-f and digits: copy it again from 开发 → 基本配置 → "
@@ -146,12 +142,12 @@ class QyKeysForm(_KeysForm):
     ), validate_choice=False, validators=[OneOf(_l("Choose text, text card or markdown."))])
 
     def validate_wx_qy_corpid(self, field):
-        if not CORPID_RE.match(field.data or ""):
+        if not ids.CORPID_RE.fullmatch(field.data or ""):
             raise ValidationError(_l("The CorpID is 18 characters starting with ww: copy it from 我的企业 → 企业信息 "
                                      "→ 企业ID."))
 
     def validate_wx_qy_corpsecret(self, field):
-        self._secret(field, CORPSECRET_RE,
+        self._secret(field, ids.CORPSECRET_RE,
                      _l("Enter the application's Secret: 应用管理 → the application → Secret (查看, sent to the WeCom "
                         "app of an administrator)."),
                      _l("The Secret is 20 to 64 letters, digits, - and _: copy it again from 应用管理 → the "
@@ -211,7 +207,7 @@ class TemplateForm(FlaskForm):
     def validate_wx_template_id(self, field):
         if not field.data:
             raise ValidationError(_l("Choose the template messages are sent with."))
-        if not TEMPLATE_ID_RE.match(field.data) or field.data not in self.templates:
+        if not ids.TEMPLATE_ID_RE.fullmatch(field.data) or field.data not in self.templates:
             raise ValidationError(_l("This template is not among the account's templates: fetch them again, or add "
                                      "one under 广告与服务 → 模板消息 → 我的模板."))
 
