@@ -168,3 +168,25 @@ def test_two_schedulers_running_by_mistake_refresh_once(sim_app, simulator):
     for run in runs:
         run.join()
     assert not errors and simulator.calls("stable_token") == 1
+
+
+def test_callers_waiting_for_a_failed_fetch_share_its_error(sim_app, simulator):
+    """WeChat answers the one fetch slowly, then with 40125 (wrong AppSecret): every caller that
+    waited for it gets that error, and WeChat is asked once, not once per waiter."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    simulator.control("settings", {"latency_ms": 800})
+    simulator.control("faults", {"endpoint": "stable_token", "kind": "errcode", "errcode": 40125, "count": 1})
+
+    def one(_):
+        with sim_app.app_context():
+            try:
+                get_token(_mp_source())
+            except WeChatAPIError as exc:
+                return exc.errcode
+            return None
+
+    with ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(one, range(6)))
+    assert codes == [40125] * 6, codes
+    assert simulator.calls("stable_token") == 1

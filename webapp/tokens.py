@@ -122,7 +122,7 @@ def get_token(source: TokenSource, *, rejected: str | None = None, margin: timed
     secret_box = box()
     lease = _fetch_lease()
     give_up = time.monotonic() + lease.total_seconds() + 5
-    waiting_since = None
+    waiting_since = waited_for = None  # when this caller began waiting, and the token it saw then
     created = False
     while True:
         # The broker reads and writes on connections of its own, never the caller's session.
@@ -139,22 +139,22 @@ def get_token(source: TokenSource, *, rejected: str | None = None, margin: timed
             _ensure_row(source)
             created = True
             continue
+        if (waiting_since is not None and row.fetching_until is None and row.fetched_at == waited_for
+                and row.last_error_at is not None and row.last_error_at >= waiting_since):
+            # The fetch this caller waited for failed: share the failure rather than calling WeChat
+            # again (a wrong secret would otherwise be tried once per waiter).
+            raise _stored_failure(row.last_error)
         if row.fetching_until is None or row.fetching_until <= now:
             fetcher = _take_fetch_lease(row, now, lease)
             if fetcher:
                 return _fetch_and_store(source, row.id, fetcher)
             continue  # another caller took the lease (or stored a token) first: look again
-        # Someone else is fetching. If their fetch failed since this caller began waiting, share the
-        # failure rather than calling WeChat again (a wrong secret would be asked once per waiter).
-        waiting_since = waiting_since or now
+        # Someone else is fetching: look again in a moment.
+        if waiting_since is None:
+            waiting_since, waited_for = now, row.fetched_at
         if time.monotonic() > give_up:
             raise WeChatTransportError("timeout", "waited too long for another caller's access token fetch")
         time.sleep(WAIT_POLL_SECONDS)
-        with db.engine.connect() as connection:
-            after = connection.execute(_select_row(source)).first()
-        if (after is not None and after.fetching_until is None and after.fetched_at == row.fetched_at
-                and after.last_error_at is not None and after.last_error_at >= waiting_since):
-            raise _stored_failure(after.last_error)
 
 
 def _select_row(source: TokenSource):
