@@ -61,7 +61,7 @@ test-tools:
 
 # After changing user-visible text: extract it, merge into the catalogues, translate, then compile.
 translations: $(VENV)/.installed
-	$(VENV)/bin/pybabel extract --no-location -F babel.cfg -k _l -k lazy_gettext -o webapp/translations/messages.pot .
+	$(VENV)/bin/pybabel extract --no-location -F babel.cfg -k _l -k lazy_gettext -k N_ -o webapp/translations/messages.pot .
 	$(VENV)/bin/pybabel update --no-fuzzy-matching -i webapp/translations/messages.pot -d webapp/translations
 	$(VENV)/bin/pybabel compile -d webapp/translations
 

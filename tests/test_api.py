@@ -187,7 +187,6 @@ def test_the_time_budget_answers_queued_and_the_rest_is_delivered_later(make_app
 
     app, base, api = mp
     app.config.update(DELIVERY_TIME_BUDGET=0.5, DELIVERY_POOL_SIZE=1)
-    app.extensions.pop("delivery_pool", None)
     sim(base, "settings", {"latency_ms": 400})
     answer = api.send({"receiver__username": "alice bob", "data": BODY["data"]}).json()
     statuses = [d["status"] for d in answer["data"]["deliveries"]]
@@ -209,7 +208,6 @@ def test_one_retry_run_keeps_to_one_budget_and_hands_back_what_it_could_not_send
     for _ in range(6):
         assert api.send(BODY).json()["data"]["deliveries"][0]["status"] == "queued"
     app.config.update(DELIVERY_TIME_BUDGET=0.2, DELIVERY_POOL_SIZE=1)
-    app.extensions.pop("delivery_pool", None)
     sim(base, "settings", {"latency_ms": 300})
     with app.app_context():
         with db.transaction() as session:

@@ -62,7 +62,7 @@ def post(base, inner, mode="plain", key=KEY, nonce=None, timestamp=None, token=T
 
 
 @pytest.fixture
-def echo_handler(monkeypatch):
+def echo_handler(app):
     """A text handler that answers with what it got, and counts its calls."""
     calls = []
 
@@ -70,7 +70,7 @@ def echo_handler(monkeypatch):
         calls.append(message)
         return "you said: " + message.get("Content", "")
 
-    monkeypatch.setitem(handlers._HANDLERS, ("text", ""), reply)
+    handlers.table(app).add("text", "", reply)
     return calls
 
 
@@ -201,7 +201,7 @@ def test_stale_timestamps_and_repeated_nonces_are_refused(server, echo_handler):
     assert len(echo_handler) == 1
 
 
-def test_wechat_retries_are_processed_once(server, echo_handler):
+def test_wechat_retries_are_processed_once(server, app, echo_handler):
     create_time = int(time.time())
     first = post(server, event_xml("retry me", msg_id=777, create_time=create_time))
     again = post(server, event_xml("retry me", msg_id=777, create_time=create_time))  # new nonce, same MsgId
@@ -209,17 +209,14 @@ def test_wechat_retries_are_processed_once(server, echo_handler):
     assert len(echo_handler) == 1
     # Events have no MsgId: FromUserName + CreateTime identify them.
     calls = []
-    handlers._HANDLERS[("event", "click")] = lambda m, c: calls.append(m) or None
-    try:
-        event = event_xml(msg_type="event", create_time=create_time, extra="<Event><![CDATA[CLICK]]></Event>")
-        post(server, event)
-        post(server, event)
-    finally:
-        del handlers._HANDLERS[("event", "click")]
+    handlers.table(app).add("event", "click", lambda m, c: calls.append(m) or None)
+    event = event_xml(msg_type="event", create_time=create_time, extra="<Event><![CDATA[CLICK]]></Event>")
+    post(server, event)
+    post(server, event)
     assert len(calls) == 1
 
 
-def test_a_failing_handler_is_answered_success_and_runs_again_on_retry(server, monkeypatch):
+def test_a_failing_handler_is_answered_success_and_runs_again_on_retry(server, app):
     attempts = []
 
     def flaky(message, configured):
@@ -228,7 +225,7 @@ def test_a_failing_handler_is_answered_success_and_runs_again_on_retry(server, m
             raise RuntimeError("database hiccup")
         return "ok now"
 
-    monkeypatch.setitem(handlers._HANDLERS, ("text", ""), flaky)
+    handlers.table(app).add("text", "", flaky)
     xml = event_xml(msg_id=4242)
     assert post(server, xml).text == "success"
     assert "ok now" in post(server, xml).text

@@ -37,10 +37,10 @@ def connect(app, base, mode):
 
 
 @pytest.mark.parametrize("mode", ["plain", "compatible", "safe"])
-def test_wechat_verifies_the_server_and_pushes_messages(service, mode, monkeypatch):
+def test_wechat_verifies_the_server_and_pushes_messages(service, mode):
     app, base = service
     received = []
-    monkeypatch.setitem(handlers._HANDLERS, ("text", ""), lambda m, c: received.append(m) or f"got {m['Content']}")
+    handlers.table(app).add("text", "", lambda m, c: received.append(m) or f"got {m['Content']}")
     check = connect(app, base, mode)
     assert check["ok"] is True, check
     with app.app_context():
@@ -71,7 +71,7 @@ def test_follow_and_unfollow_events_are_answered(service):
     assert unfollow["outcome"] == "success"
 
 
-def test_a_slow_handler_gets_wechats_retries_and_runs_once(service, monkeypatch):
+def test_a_slow_handler_gets_wechats_retries_and_runs_once(service):
     import time
 
     app, base = service
@@ -82,7 +82,7 @@ def test_a_slow_handler_gets_wechats_retries_and_runs_once(service, monkeypatch)
         time.sleep(2.5)  # longer than the simulated WeChat waits (2 s)
         return "finally"
 
-    monkeypatch.setitem(handlers._HANDLERS, ("text", ""), slow)
+    handlers.table(app).add("text", "", slow)
     connect(app, base, "safe")
     push = requests.post(base + "/simulator/_control/mp/phone/text", json={"openid": OPENID_ALICE, "content": "slow"},
                          timeout=30).json()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from tests.conftest import USER
 from webapp.api.apps import verify_secret
 from webapp.extensions import db
 from webapp.models import ApiApp, User
@@ -58,6 +59,29 @@ def test_create_user_prompts_for_a_missing_password(runner, app):
     assert result.exit_code == 0, result.output
 
 
+def test_a_prompted_password_is_asked_twice_until_both_match(runner, app):
+    typed = "first-try-77\nother-try-77\nquiet-harbor-5\nquiet-harbor-5\n"
+    result = runner.invoke(args=["create-user", "fern"], input=typed)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Password: ") and "Repeat for confirmation: " in result.output
+    assert "Error: The two entered values do not match." in result.output
+    with app.app_context():
+        assert db.session.scalar(select(User).where(User.username == "fern")).check_password("quiet-harbor-5")
+
+
+def test_set_password_prompts_for_the_new_password(runner, app, users):
+    result = runner.invoke(args=["set-password", USER[0]], input="fresh-meadow-8\nfresh-meadow-8\n")
+    assert result.exit_code == 0 and result.output.startswith("New password: "), result.output
+    assert f"Set a new password for {USER[0]}." in result.output
+    with app.app_context():
+        assert db.session.scalar(select(User).where(User.username == USER[0])).check_password("fresh-meadow-8")
+
+
+def test_a_prompted_password_follows_the_password_rules(runner):
+    result = runner.invoke(args=["create-user", "gail"], input="short\nshort\n")
+    assert result.exit_code == 1 and "Error: " in result.output and "at least 10 characters" in result.output
+
+
 def test_create_api_app_prints_the_secret_last_and_stores_a_hash(runner, app):
     result = runner.invoke(args=["create-api-app", "bk_monitor"])
     assert result.exit_code == 0, result.output
@@ -77,6 +101,9 @@ def test_commands_on_an_unmigrated_database_say_what_to_do(make_app, tmp_path):
     app = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'new.sqlite3'}")
     result = app.test_cli_runner().invoke(args=["create-user", "x", "--password", "long-password"])
     assert result.exit_code != 0 and "init-db" in result.output
+    for command in (["set-password", "x", "--password", "long-password"], ["create-api-app", "ops"]):
+        result = app.test_cli_runner().invoke(args=command)
+        assert result.exit_code == 1 and "run `flask --app wsgi init-db` first" in result.output, command
 
 
 def test_rotate_secrets_keeps_values_readable(make_app):

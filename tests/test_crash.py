@@ -27,6 +27,7 @@ import pytest
 import requests
 
 from tests.crash_support import Installation, database, wait_for, wechat, world  # noqa: F401  (fixtures)
+from tests.gunicorn_support import installations
 from webapp.simulator.world import (
     MP_APPID,
     MP_SECRET,
@@ -54,18 +55,10 @@ def qy_channel(msgtype: str = "text") -> dict:
 @pytest.fixture
 def installation(database, wechat, tmp_path):
     """Make installations of the service on this test's database; every process is killed at the end."""
-    made = []
-
-    def make(**settings) -> Installation:
-        defaults = {"DELIVERY_POOL_SIZE": 3, "DELIVERY_TIME_BUDGET": 1, "DELIVERY_CLAIM_LEASE_SECONDS": 2,
-                    "DELIVERY_JOB_SECONDS": 1, "DELIVERY_RETRY_BASE_SECONDS": 1}
-        service = Installation(database, wechat[0], tmp_path, **{**defaults, **settings})
-        made.append(service)
-        return service
-
-    yield make
-    for service in made:
-        service.stop()
+    defaults = {"DELIVERY_POOL_SIZE": 3, "DELIVERY_TIME_BUDGET": 1, "DELIVERY_CLAIM_LEASE_SECONDS": 2,
+                "DELIVERY_JOB_SECONDS": 1, "DELIVERY_RETRY_BASE_SECONDS": 1}
+    with installations(Installation, database, wechat[0], tmp_path, **defaults) as make:
+        yield make
 
 
 # --- helpers ---------------------------------------------------------------------------------------

@@ -61,8 +61,12 @@ def source(make_app, tmp_path):
                                       "wx_encoding_aes_key": KEY, "wx_encrypt_mode": "safe",
                                       "wx_template_id": TEMPLATE_NOTIFICATION_ID}))
         assert invoke(runner, "weixin-config", str(config), "--no-check").exit_code == 0
-        # The wizard keeps a draft (wizard_drafts); WeChat's server check arrives (callback_attempts).
-        assert admin.get(base + "/setup/wizard/", timeout=10).status_code == 200
+        # The wizard keeps a draft (wizard_drafts) from its first answer; WeChat's server check arrives (callback_attempts).
+        wizard = admin.get(base + "/setup/wizard/", timeout=10)
+        assert wizard.status_code == 200
+        answer = admin.post(base + "/setup/wizard/channel", data={"wx_type": "mp", "csrf_token": csrf_token(wizard.text)},
+                            timeout=10)
+        assert answer.status_code == 200 and answer.url.endswith("/setup/wizard/prerequisites"), answer.url
         check = requests.post(base + "/simulator/_control/mp/server", timeout=10,
                               json={"url": base + CALLBACK, "token": TOKEN, "encoding_aes_key": KEY, "mode": "safe"})
         assert check.json()["ok"], check.text

@@ -114,7 +114,7 @@ def test_a_message_stored_before_the_database_went_away_is_answered_queued(mp, m
     the message again), and the message is delivered all the same."""
     from sqlalchemy.exc import OperationalError
 
-    from webapp.delivery import engine
+    from webapp.delivery import answers
     from webapp.simulator.world import OPENID_ALICE
 
     app, base, api = mp
@@ -122,7 +122,7 @@ def test_a_message_stored_before_the_database_went_away_is_answered_queued(mp, m
     def unavailable(*args, **kwargs):
         raise OperationalError("SELECT ...", {}, Exception("server closed the connection unexpectedly"))
 
-    monkeypatch.setattr(engine, "describe", unavailable)
+    monkeypatch.setattr(answers, "describe", unavailable)
     answer = api.send({"receiver": OPENID_ALICE, "data": {"heading": "Drill", "message": "stored first"}})
     assert answer.status_code == 200 and answer.json()["result"] is True, answer.text
     data = answer.json()["data"]

@@ -18,7 +18,7 @@ from sqlalchemy import update
 from tests.api_support import mp, service, sim  # noqa: F401  (fixtures)
 from tests.binding_support import CALLBACK, TOKEN
 from tests.crash_support import free_port, wait_for
-from webapp import channel, jobs
+from webapp import channel, heartbeat, jobs
 from webapp.delivery import engine
 from webapp.delivery.content import Notification
 from webapp.extensions import db
@@ -224,8 +224,8 @@ def test_the_scheduler_heartbeat_is_a_gauge_and_in_healthz(app, client):
     assert ("weixin_scheduler_heartbeat_age_seconds", ()) not in scrape(client.get)
     assert client.get("/healthz").json["scheduler"]["status"] == "never"
     with app.app_context():
-        jobs.heartbeat()
-        jobs.heartbeat()  # the second beat updates the row
+        heartbeat.beat()
+        heartbeat.beat()  # the second beat updates the row
     assert 0 <= value(scrape(client.get), "weixin_scheduler_heartbeat_age_seconds") < 5
     health = client.get("/healthz").json
     assert health["scheduler"]["status"] == "ok" and health["scheduler"]["last_heartbeat_age_seconds"] < 5
@@ -334,8 +334,8 @@ def test_database_figures_on_postgresql(postgres_url, make_app):
             db.session.execute(update(Delivery).where(Delivery.message_id == engine_message.id, Delivery.receiver == "lisi")
                                .values(attempts=1))
             db.session.commit()
-            jobs.heartbeat()
-            jobs.heartbeat()
+            heartbeat.beat()
+            heartbeat.beat()
             db.session.remove()
         client = app.test_client()
         samples = scrape(client.get)

@@ -22,6 +22,7 @@ from sqlalchemy import text
 
 from tests.crash_support import PYTHON, ROOT, postgres_schema, wait_for, wechat, world  # noqa: F401  (fixtures)
 from tests.drill_support import MP_CHANNEL, Senders, Service, add_followers, check_mp_exactly_once, settle
+from tests.gunicorn_support import installations, start_workers
 
 pytestmark = pytest.mark.postgres
 
@@ -32,20 +33,11 @@ WORKERS = 4  # gunicorn worker processes
 @pytest.fixture
 def service(postgres_url, wechat, tmp_path):
     """Make a :class:`Service` on a fresh PostgreSQL schema; every process is killed at the end."""
-    made = []
-    with postgres_schema(postgres_url) as url:
-        def make(**settings) -> Service:
-            # Small connection pools: four workers and the test share the server with other sessions.
-            defaults = {"SCHEDULER_ENABLED": False, "DATABASE_POOL_SIZE": 4, "DATABASE_MAX_OVERFLOW": 4,
-                        "DELIVERY_POOL_SIZE": 4, "DELIVERY_TIME_BUDGET": 5, "DELIVERY_CLAIM_LEASE_SECONDS": 8}
-            made.append(Service(url, wechat[0], tmp_path, **{**defaults, **settings}))
-            return made[-1]
-
-        try:
-            yield make
-        finally:
-            for service in made:
-                service.stop()
+    # Small connection pools: four workers and the test share the server with other sessions.
+    defaults = {"SCHEDULER_ENABLED": False, "DATABASE_POOL_SIZE": 4, "DATABASE_MAX_OVERFLOW": 4,
+                "DELIVERY_POOL_SIZE": 4, "DELIVERY_TIME_BUDGET": 5, "DELIVERY_CLAIM_LEASE_SECONDS": 8}
+    with postgres_schema(postgres_url) as url, installations(Service, url, wechat[0], tmp_path, **defaults) as make:
+        yield make
 
 
 def burst(senders: Senders, count: int) -> list[dict]:
@@ -76,8 +68,7 @@ def test_four_workers_fetch_one_token_per_expiry(world, service):
     secret = svc.install(MP_CHANNEL, app_code="drill")
     # 4 threads per worker: a request holds up to two connections at once (its session and the rate
     # limiter's), so threads x 2 must stay within the pool (DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW).
-    base = svc.start(workers=WORKERS, threads=4)
-    wait_for(lambda: len(svc.workers()) == WORKERS, 30, 0.1, f"{WORKERS} workers")
+    base = start_workers(svc, workers=WORKERS, threads=4)
     senders = Senders(base, secret, openids, per_message=1)
 
     def fetches() -> int:

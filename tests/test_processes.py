@@ -27,6 +27,7 @@ import requests
 from tests.crash_support import database, wait_for, wechat, world  # noqa: F401  (fixtures)
 from tests.drill_support import (MP_CHANNEL, QY_CHANNEL, SEND, Senders, Service, add_followers, add_members,
                                  check_mp_exactly_once, headers)
+from tests.gunicorn_support import installations, start_workers
 from webapp.wechat import sign
 
 CALLBACK = "/console/user_center/weixin/mp/callback/"
@@ -35,18 +36,9 @@ CALLBACK = "/console/user_center/weixin/mp/callback/"
 @pytest.fixture
 def service(database, wechat, tmp_path):
     """Make a :class:`Service` on this test's database (SQLite file or PostgreSQL schema); all its processes die at the end."""
-    made = []
-
-    def make(**settings) -> Service:
-        defaults = {"SCHEDULER_ENABLED": False, "DATABASE_POOL_SIZE": 4, "DATABASE_MAX_OVERFLOW": 4}
-        made.append(Service(database, wechat[0], tmp_path, **{**defaults, **settings}))
-        return made[-1]
-
-    try:
+    with installations(Service, database, wechat[0], tmp_path,
+                       SCHEDULER_ENABLED=False, DATABASE_POOL_SIZE=4, DATABASE_MAX_OVERFLOW=4) as make:
         yield make
-    finally:
-        for svc in made:
-            svc.stop()
 
 
 def post_fresh(base: str, secret: str, receivers: list[str], content: str) -> dict:
@@ -70,8 +62,7 @@ def test_a_configuration_stored_in_a_shell_governs_the_next_request_of_every_wor
     members, openids = add_members(world, 2), add_followers(world, 2)
     svc = service()
     secret = svc.install(QY_CHANNEL, app_code="drill")
-    base = svc.start(workers=3, threads=2)
-    wait_for(lambda: len(svc.workers()) == 3, 30, 0.1, "3 workers")
+    base = start_workers(svc, workers=3, threads=2)
     rounds = 12  # on fresh connections: every worker takes some, and has the configuration in hand
     for number in range(rounds):
         assert post_fresh(base, secret, members, f"qy {number}")["result"] is True
@@ -192,8 +183,7 @@ def test_callbacks_are_answered_within_a_second_while_a_token_fetch_takes_8_s(wo
     openids = add_followers(world, 6)
     svc = service(DATABASE_POOL_SIZE=6)
     secret = svc.install(MP_CHANNEL, app_code="drill")
-    base = svc.start(workers=4, threads=8)
-    wait_for(lambda: len(svc.workers()) == 4, 30, 0.1, "4 workers")
+    base = start_workers(svc, workers=4, threads=8)
     world.add_fault({"endpoint": "stable_token", "kind": "delay", "seconds": 8, "count": 1})
     senders = Senders(base, secret, openids, per_message=1, timeout=60)
     latencies, finished_at = [], []

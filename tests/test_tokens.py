@@ -14,7 +14,8 @@ from webapp.extensions import db
 from webapp.models import AccessToken, utcnow
 from webapp.simulator.world import (MP_APPID, MP_SECRET, OPENID_ALICE, QY_CORPID, QY_CORPSECRET,
                                     TEMPLATE_NOTIFICATION_ID)
-from webapp.tokens import TokenSource, call_with_token, get_token, mp_client
+from webapp.clients import mp_client
+from webapp.tokens import TokenSource, call_with_token, get_token
 from webapp.wechat import WeChatAPIError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -162,8 +162,11 @@ def test_the_wizard_starts_a_draft_and_steps_cannot_be_skipped(service):
     assert first.text.count('class="flex-fill"') == 7
     for later in ("prerequisites", "keys", "template", "callback", "domain", "save", "test", "done"):
         assert step_of(w.get(later)) == "channel", later
+    # Looking stores nothing; the first answer stores the draft.
+    assert draft_row(app) is None
+    assert step_of(w.post("channel", {"wx_type": "mp"})) == "prerequisites"
     draft = draft_row(app)
-    assert draft.state == "open" and draft.wx_type is None and draft.step == "channel"
+    assert draft.state == "open" and draft.wx_type == "mp" and draft.step == "prerequisites"
 
 
 def test_the_channel_step_needs_a_choice(service):
@@ -171,7 +174,7 @@ def test_the_channel_step_needs_a_choice(service):
     w = Wizard(base)
     answer = w.post("channel", {"wx_type": "sms"})
     assert step_of(answer) == "channel" and "Choose the Official Account or WeCom." in answer.text
-    assert draft_row(app).wx_type is None
+    assert draft_row(app) is None  # a refused answer stores nothing, not even a draft
 
 
 def test_the_draft_is_resumed_at_its_step(service):
@@ -220,17 +223,31 @@ def test_generate_gives_a_valid_token_and_key(service):
 
 # --- step 2: prerequisites ---------------------------------------------------------------------------
 
+def check_prerequisites(w: Wizard) -> requests.Response:
+    """Press "Check now" on the prerequisites page (what wizard.js does as the page opens)."""
+    return w.post("prerequisites", {"recheck": "Check again"})
+
+
 def test_prerequisites_report_dns_tls_and_http(service):
     app, base = service
     w = Wizard(base)
     w.post("channel", {"wx_type": "mp"})
-    page = w.get("prerequisites")
+    # Opening the page checks nothing: it asks its script to press "Check now".
+    unchecked = w.get("prerequisites")
+    assert 'data-probe-name' not in unchecked.text and 'data-autocheck="recheck"' in unchecked.text
+    assert 'id="server-checks-pending"' in unchecked.text and 'value="Check now"' in unchecked.text
+    page = check_prerequisites(w)
     assert re.findall(r'data-probe-name="(\w+)" data-state="(\w+)"', page.text) == [("dns", "ok"), ("tls", "skipped"),
                                                                                     ("http", "ok")]
     assert "Not used: the API base is plain http://." in page.text
     # The browser's checks of WeChat's sites, and why they do not matter with the simulator.
     assert 'data-probe-url="https://mp.weixin.qq.com/favicon.ico"' in page.text
     assert "You are using the WeChat simulator" in page.text
+    # The last outcome is shown again, without checking again.
+    again = w.get("prerequisites")
+    assert re.findall(r'data-probe-name="(\w+)" data-state="(\w+)"', again.text) == [("dns", "ok"), ("tls", "skipped"),
+                                                                                     ("http", "ok")]
+    assert "data-autocheck" not in again.text
     w.post("channel", {"wx_type": "qywx"})
     page = w.get("prerequisites")
     for site in ("open.work.weixin.qq.com", "rescdn.qqmail.com", "js.aq.qq.com"):
@@ -250,12 +267,16 @@ def test_prerequisites_diagnose_an_unreachable_api_and_block_the_way(service):
     assert 'data-failure="refused"' in page.text and "The connection was refused." in page.text
     assert "This server cannot reach the WeChat API yet" in page.text
     app.config["WEIXIN_MP_API_BASE"] = "http://api.weixin.invalid/simulator/mp"
-    page = w.get("prerequisites")
+    page = check_prerequisites(w)
     assert 'data-probe-name="dns" data-state="failed"' in page.text and "cannot resolve the API host name" in page.text
     app.config["WEIXIN_MP_API_BASE"] = base + "/simulator/mp"
     sim(base, "settings", {"mp_ip_check": True})
-    page = w.get("prerequisites")
+    page = check_prerequisites(w)
     assert 'data-failure="ip"' in page.text and "127.0.0.1" in page.text and "IP白名单" in page.text
+    # The stored outcome is told in the page's language.
+    chinese = w.get("prerequisites", headers={"Accept-Language": "zh-CN"})
+    assert 'data-failure="ip"' in chinese.text and "127.0.0.1" in chinese.text
+    assert unescape(chinese.text) != unescape(w.get("prerequisites").text)
 
 
 def test_prerequisites_through_a_page_that_is_not_wechat(service):
@@ -269,7 +290,7 @@ def test_prerequisites_through_a_page_that_is_not_wechat(service):
     w.post("channel", {"wx_type": "qywx"})
     with serve(not_wechat) as other:
         app.config["WEIXIN_QY_API_BASE"] = other
-        page = w.get("prerequisites")
+        page = check_prerequisites(w)
     assert 'data-failure="bad_response"' in page.text and "not the WeChat API" in page.text
 
 
@@ -714,18 +735,32 @@ def test_after_done_the_wizard_starts_again_from_the_configuration(service):
     w = Wizard(base)
     walk_mp_to_save(w, base)
     w.post("save", {"submit": "Save"})
-    done = unescape(w.get("done").text)
+    # Opening the summary does not finish the wizard; the Finish button of the test step does.
+    assert "WeChat is connected." in w.get("done").text and draft_row(app).state == "saved"
+    done = unescape(finish(w).text)
     assert "WeChat is connected." in done and 'id="audit-entry"' in done and "channel.configure" in done
     assert MP_SECRET not in done and KEY not in done and "••••••••cdef" in done
     assert draft_row(app).state == "done"
     again = w.get("")
     assert step_of(again) == "channel" and 'id="prefilled"' in again.text
+    assert draft_row(app).state == "done"  # still: looking stores nothing
+    assert step_of(w.post("channel", {"wx_type": "mp"})) == "prerequisites"
     draft = draft_row(app)
     assert draft.state == "open" and draft.prefilled and draft.wx_type == "mp"
     assert draft.answers["wx_template_id"] == TEMPLATE_CATEGORY_ID
 
 
 # --- step 6: bind yourself and send yourself a test message ------------------------------------------------
+
+def finish(w: Wizard) -> requests.Response:
+    """Press Finish on the test step."""
+    page = w.get("test")
+    assert 'id="finish"' in page.text
+    token = re.search(r'name="finish-csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
+    answer = w.session.post(w.base + "/setup/wizard/done", data={"finish-csrf_token": token}, timeout=30)
+    assert step_of(answer) == "done", answer.text
+    return answer
+
 
 def test_the_test_message_needs_a_binding_and_is_delivered_with_its_receipt(service):
     app, base = service
@@ -783,3 +818,143 @@ def test_every_step_has_back_and_the_progress_indicator(service):
         assert 'id="wizard-back"' in page.text and 'id="wizard-progress"' in page.text, step
         assert 'aria-current="step"' in page.text
     assert "<script>" not in w.get("template").text  # no inline script: behaviour lives in static/js/wizard.js
+
+
+# --- opening a page changes nothing ------------------------------------------------------------------
+
+#: Every page and JSON view of the wizard a browser may GET.
+PAGES = ("", "channel", "prerequisites", "keys", "template", "callback", "domain", "save", "test", "done",
+         f"template/preview?wx_template_id={TEMPLATE_CATEGORY_ID}&map_message=thing1", "callback/status",
+         "test/status", "generate/token", "generate/aes_key")
+
+
+def database_dump(app) -> dict[str, list[str]]:
+    """Every row of every table (sorted), to compare the database before and after."""
+    from sqlalchemy import inspect
+
+    with app.app_context():
+        with app.extensions["database"].engine.connect() as connection:
+            names = inspect(connection).get_table_names()
+            return {name: sorted(repr(tuple(row)) for row in connection.execute(text(f'SELECT * FROM "{name}"')))
+                    for name in names}
+
+
+def assert_looking_changes_nothing(app, base: str, w: Wizard, state: str) -> None:
+    """GET every page of the wizard (following redirects): no row changes, and WeChat is not called."""
+    before, calls = database_dump(app), sim(base, "stats", method="GET")["calls"]
+    for path in PAGES:
+        for language in ("en", "zh-CN"):
+            answer = w.session.get(f"{base}/setup/wizard/{path}", headers={"Accept-Language": language}, timeout=30)
+            assert answer.status_code < 500, (state, path, answer.status_code)
+    assert database_dump(app) == before, state
+    assert sim(base, "stats", method="GET")["calls"] == calls, state
+
+
+def test_no_page_of_the_official_account_flow_changes_anything(service):
+    app, base = service
+    w = Wizard(base)
+    assert_looking_changes_nothing(app, base, w, "no draft")
+    w.post("channel", {"wx_type": "mp"})
+    assert_looking_changes_nothing(app, base, w, "channel chosen")
+    calls = sim(base, "stats", method="GET")["calls"]
+    check_prerequisites(w)
+    assert sim(base, "stats", method="GET")["calls"] != calls  # the check's call to WeChat is counted
+    assert_looking_changes_nothing(app, base, w, "prerequisites checked")
+    assert step_of(w.post("prerequisites", {"submit": "Next"})) == "keys"
+    assert_looking_changes_nothing(app, base, w, "at the keys")
+    w.post("keys", {**MP_KEYS, "wx_secret": "f" * 32})
+    assert_looking_changes_nothing(app, base, w, "keys refused")
+    assert step_of(w.post("keys", MP_KEYS)) == "template"
+    assert_looking_changes_nothing(app, base, w, "at the template")
+    assert step_of(w.post("template", {**CATEGORY_MAPPING, "submit": "x"})) == "callback"
+    assert_looking_changes_nothing(app, base, w, "at the callback")
+    w.post("callback", {"public_url": base + CALLBACK, "test": "x"})
+    sim(base, "mp/server", {"url": base + CALLBACK, "token": TOKEN, "encoding_aes_key": KEY, "mode": "safe"})
+    assert_looking_changes_nothing(app, base, w, "callback tested and verified")
+    assert step_of(w.post("callback", {"public_url": base + CALLBACK, "submit": "Next"})) == "save"
+    assert_looking_changes_nothing(app, base, w, "at the save")
+    assert step_of(w.post("save", {"submit": "Save"})) == "test"
+    assert_looking_changes_nothing(app, base, w, "saved")
+    code = w.session.get(base + "/console/user_center/weixin/mp/get_qrcode/", timeout=10).json()["data"]
+    sim(base, "mp/scan", {"openid": OPENID_ALICE, "url": code["url"]})
+    assert 'data-status="sent"' in w.post("test", {"submit": "Send"}).text
+    assert_looking_changes_nothing(app, base, w, "test message sent")
+    finish(w)
+    assert_looking_changes_nothing(app, base, w, "done")
+    # The configuration removed behind the wizard's back (by the CLI, say) while the draft is saved.
+    assert step_of(w.post("channel", {"wx_type": "mp"})) == "prerequisites"
+    with app.app_context():
+        with db.transaction() as session:
+            session.scalar(select(WizardDraft)).state = "saved"
+            session.execute(text("DELETE FROM channel_config"))
+    assert_looking_changes_nothing(app, base, w, "saved, configuration removed")
+
+
+def test_no_page_of_the_wecom_flow_changes_anything(service):
+    app, base = service
+    w = Wizard(base)
+    assert_looking_changes_nothing(app, base, w, "no draft")
+    w.post("channel", {"wx_type": "qywx"})
+    assert_looking_changes_nothing(app, base, w, "channel chosen")
+    assert step_of(w.post("prerequisites", {"submit": "Next"})) == "keys"
+    assert_looking_changes_nothing(app, base, w, "at the keys")
+    assert step_of(w.post("keys", QY_KEYS)) == "domain"
+    assert_looking_changes_nothing(app, base, w, "trusted domain differs")
+    sim(base, "qy/apps", {"agentid": QY_AGENTID, "redirect_domain": base.split("//")[1]})
+    assert step_of(w.post("domain", {"submit": "Next"})) == "save"
+    assert_looking_changes_nothing(app, base, w, "at the save")
+    assert step_of(w.post("save", {"submit": "Save"})) == "test"
+    assert_looking_changes_nothing(app, base, w, "saved")
+    with app.app_context():
+        with db.transaction() as session:
+            from webapp.models import Binding
+
+            user = session.scalar(select(User).where(User.username == ADMIN[0]))
+            session.add(Binding(user_id=user.id, channel="qywx", account=QY_CORPID, wx_id="zhangsan"))
+    assert 'data-status="sent"' in w.post("test", {"submit": "Send"}).text
+    assert_looking_changes_nothing(app, base, w, "test message sent")
+    finish(w)
+    assert_looking_changes_nothing(app, base, w, "done")
+
+
+def test_the_trusted_domain_page_shows_what_wecom_said_last(service):
+    app, base = service
+    w = Wizard(base)
+    to_keys(w, "qywx")
+    w.post("keys", QY_KEYS)
+    calls = sim(base, "stats", method="GET")["calls"]
+    page = w.get("domain")
+    assert 'id="domain-mismatch"' in page.text and "data-autocheck" not in page.text
+    # WeCom's side changes: the page says so only once checked again (a POST).
+    sim(base, "qy/apps", {"agentid": QY_AGENTID, "redirect_domain": base.split("//")[1]})
+    assert 'id="domain-mismatch"' in w.get("domain").text
+    assert sim(base, "stats", method="GET")["calls"] == calls
+    assert 'id="domain-ok"' in w.post("domain", {"recheck": "Check again"}).text
+    assert 'id="domain-ok"' in w.get("domain").text
+
+
+def test_saving_writes_the_configuration_the_audit_entry_and_the_draft_or_nothing(service, monkeypatch):
+    from webapp.setup import drafts
+
+    app, base = service
+    w = Wizard(base)
+    walk_mp_to_save(w, base)
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("the draft cannot be written")
+
+    # The draft's update fails after the configuration and its audit entry were written in the transaction.
+    monkeypatch.setattr(drafts, "record", fails)
+    assert w.post("save", {"submit": "Save"}).status_code == 500
+    monkeypatch.undo()
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(ChannelConfig)) == 0
+        assert db.session.scalar(select(func.count()).select_from(AuditEntry)
+                                 .where(AuditEntry.action == "channel.configure")) == 0
+        assert channel.load() is None
+    assert draft_row(app).state == "open"
+    assert step_of(w.post("save", {"submit": "Save"})) == "test"
+    with app.app_context():
+        audit = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "channel.configure")).all()
+        assert len(audit) == 1
+    assert draft_row(app).checks["audit_id"] == audit[0].id

@@ -7,7 +7,7 @@ from flask import Flask
 from flask_babel import get_locale
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from webapp import cli, errors, jobs, logs, metrics, secretbox, security
+from webapp import cli, errors, jobs, logs, metrics, runtime, secretbox, security
 from webapp.config import load_config
 from webapp.extensions import babel, bootstrap, csrf, db, login_manager
 from webapp.i18n import LANGUAGES, select_locale
@@ -17,7 +17,11 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    """Build the application: configuration, extensions, blueprints, error pages, commands, scheduler."""
+    """Build the application; each line is one part, in the order the parts depend on each other.
+
+    Nothing is started here: the delivery pool and the HTTP session are made on first use, and the
+    in-process scheduler (when SCHEDULER_ENABLED) starts with the first request this process serves.
+    """
     app = Flask(
         __name__,
         instance_relative_config=True,
@@ -25,16 +29,18 @@ def create_app(test_config: dict | None = None) -> Flask:
         static_folder=os.path.join(PROJECT_ROOT, "static"),
     )
     os.makedirs(app.instance_path, exist_ok=True)
-    load_config(app, test_config)
+    load_config(app, test_config)  # settings: defaults, instance file, FLASK_* environment
+    runtime.install(app)  # this process's pool, HTTP session, channel snapshot, scheduler slot
     trust_proxies(app)
-    logs.init_app(app)
-    metrics.init_app(app)
-    register_extensions(app)
-    security.init_app(app)
+    logs.init_app(app)  # request ids and access lines
+    metrics.init_app(app)  # request timing
+    register_extensions(app)  # database, secret box, CSRF, Babel, Bootstrap, sign-in
+    security.init_app(app)  # security headers and CSP
     register_blueprints(app)
+    register_callback_handlers(app)
     errors.register(app)
     cli.register(app)
-    jobs.start_if_serving(app)
+    jobs.start_with_first_request(app)
     return app
 
 
@@ -59,13 +65,15 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     """Mount each part of the service; the simulator only when it is switched on."""
     from webapp.api.pages import bp as messages_bp
+    from webapp.ops.routes import bp as ops_bp
     from webapp.api.routes import bp as api_bp
     from webapp.auth.routes import bp as auth_bp
     from webapp.binding.routes import bp as binding_bp
     from webapp.callback.routes import bp as callback_bp
     from webapp.console.routes import bp as console_bp
     from webapp.home.routes import bp as home_bp
-    from webapp.setup.routes import bp as setup_bp
+    from webapp.setup import routes as _first_run, wizard as _wizard  # noqa: F401  (attach their views)
+    from webapp.setup.blueprint import bp as setup_bp
 
     app.register_blueprint(home_bp)
     app.register_blueprint(auth_bp)
@@ -75,10 +83,25 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(binding_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(messages_bp)
+    app.register_blueprint(ops_bp)
     csrf.exempt(callback_bp)  # WeChat authenticates by signature, not by a session
+    csrf.exempt(ops_bp)  # a monitoring system has no session and no form token
     if app.config["WEIXIN_SIMULATOR"]:
         from webapp.simulator import bp as simulator_bp
 
         app.register_blueprint(simulator_bp)
         # The simulator's forms are a local testing tool, not part of the service's protected pages.
         csrf.exempt(simulator_bp)
+
+
+def register_callback_handlers(app: Flask) -> None:
+    """Which function answers which WeChat event; any other message is answered ``success``."""
+    from webapp.binding import handlers as binding
+    from webapp.callback import handlers
+    from webapp.delivery import handlers as delivery
+
+    table = handlers.install(app)
+    table.add("event", "subscribe", binding.subscribed)  # a follow, or a bind QR code scanned before following
+    table.add("event", "scan", binding.scanned)  # a follower scanned a bind QR code
+    table.add("event", "unsubscribe", binding.unsubscribed)  # the binding stops receiving
+    table.add("event", "templatesendjobfinish", delivery.template_finished)  # a template message's receipt

@@ -6,21 +6,23 @@ encrypted and never handed back in full.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from flask import current_app, g
+from flask import g
 from flask_babel import gettext as _
 from sqlalchemy import select, text
 
+from webapp import runtime
+from webapp.clients import mp_client, work_client
 from webapp.extensions import db
 from webapp.models import CHANNEL_MP, CHANNEL_QYWX, AuditEntry, ChannelConfig
 from webapp.secretbox import box
-from webapp.tokens import TokenSource, mp_client, work_client
+from webapp.tokens import TokenSource
 from webapp.wechat import MessageCrypto, WeChatAPIError, WeChatError, diagnose_transport, ids
 from webapp.wechat.crypto import validate_encoding_aes_key, validate_token
+from webapp.wechat.errors import N_, Sentence
 
 DEFAULT_TEMPLATE_FIELDS = {"heading": "first", "message": "keyword1", "date": "keyword2", "remark": "remark"}
 TEMPLATE_PARAMETERS = ("heading", "message", "date", "remark")
@@ -85,11 +87,26 @@ class ConfigInvalid(ValueError):
 
 
 class CheckFailed(Exception):
-    """The live check against WeChat failed; ``key`` names the setting at fault when known."""
+    """The live check against WeChat failed; ``key`` names the setting at fault when known.
 
-    def __init__(self, message_en: str, message_zh: str, key: str | None = None, errcode: int | None = None, ip: str | None = None):
-        super().__init__(message_en)
-        self.message_en, self.message_zh, self.key, self.errcode, self.ip = message_en, message_zh, key, errcode, ip
+    It carries a gettext message id and its parameters (``advice``), so the sentence can be shown in
+    any language with :meth:`message`; ``str(exc)`` is the English sentence, for logs and commands.
+    """
+
+    def __init__(self, message: str | Sentence, key: str | None = None, errcode: int | None = None,
+                 ip: str | None = None, **params: Any):
+        self.advice = message if isinstance(message, Sentence) else Sentence.of(message, **params)
+        super().__init__(self.advice.render("en"))
+        self.key, self.errcode, self.ip = key, errcode, ip
+
+    @property
+    def message_id(self) -> str:
+        """The gettext message id of the sentence."""
+        return self.advice.id
+
+    def message(self, lang: str | None = "en") -> str:
+        """The sentence in ``lang`` ('zh', 'zh_Hans_CN', ... give Chinese; None or 'en' English)."""
+        return self.advice.render(lang)
 
 
 def normalize(data: dict[str, Any], current: Channel | None = None) -> dict[str, Any]:
@@ -179,9 +196,20 @@ def check_failure(exc: WeChatError, key_by_kind: dict[str, str]) -> CheckFailed:
         d = exc.diagnosis
         # 40013 is a wrong AppID/CorpID, which the catalogue files under "secret" (the key pair).
         key = key_by_kind.get("appid") if exc.errcode == 40013 else key_by_kind.get(d.kind)
-        return CheckFailed(d.message_en, d.message_zh, key, exc.errcode, d.ip)
-    d = diagnose_transport(exc)
-    return CheckFailed(d.message_en, d.message_zh)
+        return CheckFailed(d.advice, key, exc.errcode, d.ip)
+    return CheckFailed(diagnose_transport(exc).advice)
+
+
+def account_templates(appid: str, secret: str) -> list[dict]:
+    """The Official Account's templates, read with a token fetched for exactly these keys; raise CheckFailed.
+
+    A token cached for the same account is not used: it would hide a wrong AppSecret.
+    """
+    try:
+        token, _expires_in = TokenSource.official_account(appid, secret).fetch()
+        return mp_client().get_all_private_template(token)
+    except WeChatError as exc:
+        raise check_failure(exc, MP_KEY_BY_KIND) from None
 
 
 def check_live(clean: dict[str, Any]) -> dict[str, Any]:
@@ -194,18 +222,13 @@ def check_live(clean: dict[str, Any]) -> dict[str, Any]:
     # Fetch a token with exactly these keys: a token cached for the same account would hide a wrong secret.
     source = channel.token_source()
     if channel.wx_type == CHANNEL_MP:
-        try:
-            token, _expires_in = source.fetch()
-            templates = mp_client().get_all_private_template(token)
-        except WeChatError as exc:
-            raise check_failure(exc, MP_KEY_BY_KIND) from None
+        templates = account_templates(channel.wx_app_id, channel.wx_secret)
         ids = [t.get("template_id") for t in templates]
         if channel.wx_template_id not in ids:
             raise CheckFailed(
-                f"The template {channel.wx_template_id} is not among this account's templates ({len(ids)} found). "
-                "Copy the ID from 功能 → 模板消息 → 我的模板.",
-                f"本公众号的模板中没有 {channel.wx_template_id}（共 {len(ids)} 个）。请从 功能 → 模板消息 → 我的模板 复制模板 ID。",
-                "wx_template_id",
+                N_("The template {template_id} is not among this account's templates ({count} found). "
+                   "Copy the ID from 功能 → 模板消息 → 我的模板."),
+                "wx_template_id", template_id=channel.wx_template_id, count=len(ids),
             )
         return {"templates": len(ids)}
     try:
@@ -217,13 +240,11 @@ def check_live(clean: dict[str, Any]) -> dict[str, Any]:
     parties = (agent.get("allow_partys") or {}).get("partyid") or []
     tags = (agent.get("allow_tags") or {}).get("tagid") or []
     if agent.get("close"):
-        raise CheckFailed("The WeCom application is disabled. Enable it under 应用管理 → 应用.",
-                          "该企业微信应用已停用。请在 应用管理 → 应用 中启用。", "wx_qy_agentid")
+        raise CheckFailed(N_("The WeCom application is disabled. Enable it under 应用管理 → 应用."), "wx_qy_agentid")
     if not (users or parties or tags):
         raise CheckFailed(
-            "Nobody can see this WeCom application, so nobody could receive messages. Set its visible range "
-            "(应用管理 → 应用 → 可见范围) to the people who should be notified.",
-            "该企业微信应用的可见范围为空，没有人能收到消息。请在 应用管理 → 应用 → 可见范围 中添加需要接收通知的成员。",
+            N_("Nobody can see this WeCom application, so nobody could receive messages. Set its visible range "
+               "(应用管理 → 应用 → 可见范围) to the people who should be notified."),
             "wx_qy_agentid",
         )
     return {"visible_users": len(users), "visible_parties": len(parties), "visible_tags": len(tags),
@@ -231,40 +252,6 @@ def check_live(clean: dict[str, Any]) -> dict[str, Any]:
 
 
 _CONFIG_VERSION = text("SELECT id, version FROM channel_config ORDER BY id LIMIT 1")
-
-
-class ChannelSnapshot:
-    """This process's decrypted copy of the stored configuration, and the version it was read at.
-
-    Shared by the threads of one process (requests, delivery pool, jobs), hence the lock.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._version: tuple | None = None
-        self._channel: Channel | None = None
-
-    def current(self, version: tuple | None) -> Channel | None:
-        """The channel stored at ``version`` (the row's id and version), decrypting it only when it changed."""
-        with self._lock:
-            if version is not None and version == self._version:
-                return self._channel
-        channel = None if version is None else _decrypt(db.session.get(ChannelConfig, version[0]))
-        with self._lock:
-            self._version, self._channel = version, channel
-        return channel
-
-    def forget(self) -> None:
-        """Read the stored configuration again on the next use."""
-        with self._lock:
-            self._version, self._channel = None, None
-
-
-def _snapshot() -> ChannelSnapshot:
-    snapshot = current_app.extensions.get("channel_snapshot")
-    if snapshot is None:
-        snapshot = current_app.extensions.setdefault("channel_snapshot", ChannelSnapshot())
-    return snapshot
 
 
 _UNCHECKED = object()
@@ -282,14 +269,32 @@ def load() -> Channel | None:
     if checked is not _UNCHECKED:
         return checked
     version = db.session.connection().execute(_CONFIG_VERSION).first()
-    channel = _snapshot().current(tuple(version) if version is not None else None)
+    channel = runtime.state().channel.get(
+        tuple(version) if version is not None else None,
+        lambda: _decrypt(db.session.get(ChannelConfig, version[0])))
     g.channel_checked = channel
     return channel
 
 
+class NotConfigured(LookupError):
+    """No WeChat channel is configured yet: an administrator has not finished the set-up."""
+
+
+def require() -> Channel:
+    """The configured channel, as :func:`load` reads it; raise :class:`NotConfigured` when there is none.
+
+    For work that cannot go on without a channel (a send, a bind): each caller turns the exception
+    into its own refusal (the send API's code, the bind page's sentence).
+    """
+    configured = load()
+    if configured is None:
+        raise NotConfigured("no WeChat channel is configured on this service yet: an administrator must finish the set-up")
+    return configured
+
+
 def forget_cached() -> None:
     """Make the next :func:`load` read the stored configuration again (after a save in this process)."""
-    _snapshot().forget()
+    runtime.state().channel.forget()
     g.pop("channel_checked", None)
 
 
@@ -307,42 +312,52 @@ def _decrypt(row: ChannelConfig) -> Channel:
 
 
 def save(clean: dict[str, Any], *, actor: str) -> ChannelConfig:
-    """Store a normalized configuration in one transaction, with an audit entry.
+    """Store a normalized configuration in one transaction, with an audit entry."""
+    with db.transaction() as session:
+        row, _audit = store(session, clean, actor=actor)
+    forget_cached()
+    return row
 
+
+def store(session, clean: dict[str, Any], *, actor: str) -> tuple[ChannelConfig, AuditEntry]:
+    """Write a normalized configuration and its audit entry in the caller's transaction ``session``.
+
+    For callers that write more in the same transaction (the set-up wizard's draft): they commit,
+    then call :func:`forget_cached`. The session is flushed, so the audit entry has its id.
     When the EncodingAESKey changes, the old one is kept as the previous key, so messages WeChat
     encrypted before the switch are still read.
     """
     secret_box = box()
-    with db.transaction() as session:
-        row = session.scalar(select(ChannelConfig).order_by(ChannelConfig.id).limit(1).with_for_update())
-        if row is None:
-            row = ChannelConfig(wx_type=clean["wx_type"])
-            session.add(row)
-        old_key = secret_box.decrypt(row.wx_encoding_aes_key_enc) if row.wx_encoding_aes_key_enc else None
-        new_key = clean.get("wx_encoding_aes_key")
-        row.wx_type = clean["wx_type"]
-        if clean["wx_type"] == CHANNEL_MP:
-            row.wx_app_id = clean["wx_app_id"]
-            row.wx_secret_enc = secret_box.encrypt(clean["wx_secret"])
-            row.wx_token_enc = secret_box.encrypt(clean["wx_token"])
-            row.wx_encoding_aes_key_enc = secret_box.encrypt(new_key)
-            if old_key and new_key and old_key != new_key:
-                row.wx_previous_encoding_aes_key_enc = secret_box.encrypt(old_key)
-            row.wx_encrypt_mode = clean["wx_encrypt_mode"]
-            row.wx_template_id = clean["wx_template_id"]
-            row.wx_template_fields = clean["wx_template_fields"]
-        else:
-            row.wx_qy_corpid = clean["wx_qy_corpid"]
-            row.wx_qy_corpsecret_enc = secret_box.encrypt(clean["wx_qy_corpsecret"])
-            row.wx_qy_agentid = clean["wx_qy_agentid"]
-            row.wx_qy_msgtype = clean["wx_qy_msgtype"]
-        row.updated_by = actor
-        # Every process sees the new version on its next request and drops its decrypted copy.
-        row.version = (row.version or 0) + 1
-        public = {k: v for k, v in clean.items() if k not in SECRET_KEYS and k != "wx_token"}
-        session.add(AuditEntry(actor=actor, action="channel.configure", target=clean["wx_type"], detail=public))
-    forget_cached()
-    return row
+    row = session.scalar(select(ChannelConfig).order_by(ChannelConfig.id).limit(1).with_for_update())
+    if row is None:
+        row = ChannelConfig(wx_type=clean["wx_type"])
+        session.add(row)
+    old_key = secret_box.decrypt(row.wx_encoding_aes_key_enc) if row.wx_encoding_aes_key_enc else None
+    new_key = clean.get("wx_encoding_aes_key")
+    row.wx_type = clean["wx_type"]
+    if clean["wx_type"] == CHANNEL_MP:
+        row.wx_app_id = clean["wx_app_id"]
+        row.wx_secret_enc = secret_box.encrypt(clean["wx_secret"])
+        row.wx_token_enc = secret_box.encrypt(clean["wx_token"])
+        row.wx_encoding_aes_key_enc = secret_box.encrypt(new_key)
+        if old_key and new_key and old_key != new_key:
+            row.wx_previous_encoding_aes_key_enc = secret_box.encrypt(old_key)
+        row.wx_encrypt_mode = clean["wx_encrypt_mode"]
+        row.wx_template_id = clean["wx_template_id"]
+        row.wx_template_fields = clean["wx_template_fields"]
+    else:
+        row.wx_qy_corpid = clean["wx_qy_corpid"]
+        row.wx_qy_corpsecret_enc = secret_box.encrypt(clean["wx_qy_corpsecret"])
+        row.wx_qy_agentid = clean["wx_qy_agentid"]
+        row.wx_qy_msgtype = clean["wx_qy_msgtype"]
+    row.updated_by = actor
+    # Every process sees the new version on its next request and drops its decrypted copy.
+    row.version = (row.version or 0) + 1
+    public = {k: v for k, v in clean.items() if k not in SECRET_KEYS and k != "wx_token"}
+    audit = AuditEntry(actor=actor, action="channel.configure", target=clean["wx_type"], detail=public)
+    session.add(audit)
+    session.flush()
+    return row, audit
 
 
 def masked(value: str | None) -> str:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 from flask import Flask, current_app
@@ -48,15 +50,9 @@ def create_user(name: str, password: str | None, admin: bool) -> None:
     from webapp.auth.services import UserError
     from webapp.auth.services import create_user as create
 
-    if password is None:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    try:
-        with current_app.test_request_context():  # the rule sentences are translated strings
-            create(name, password, is_admin=admin, actor="cli")
-    except UserError as exc:
-        raise click.ClickException(str(exc)) from None
-    except SQLAlchemyError as exc:
-        raise click.ClickException(_database_problem(exc)) from None
+    password = _password_or_prompt(password, "Password")
+    with _service_call(UserError):
+        create(name, password, is_admin=admin, actor="cli")
     click.echo(f"Created {'administrator' if admin else 'user'} {name}.")
 
 
@@ -68,15 +64,9 @@ def set_password(name: str, password: str | None) -> None:
     """Give the existing user NAME a new password (for a user who forgot theirs; audited)."""
     from webapp.auth.services import UserError, reset_password
 
-    if password is None:
-        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
-    try:
-        with current_app.test_request_context():  # the rule sentences are translated strings
-            reset_password(name, password, actor="cli")
-    except UserError as exc:
-        raise click.ClickException(str(exc)) from None
-    except SQLAlchemyError as exc:
-        raise click.ClickException(_database_problem(exc)) from None
+    password = _password_or_prompt(password, "New password")
+    with _service_call(UserError):
+        reset_password(name, password, actor="cli")
     click.echo(f"Set a new password for {name}.")
 
 
@@ -88,13 +78,8 @@ def create_api_app(app_code: str, rate_limit: int | None) -> None:
     """Register the calling application APP_CODE and print its new secret (last line; shown only once)."""
     from webapp.api.apps import AppError, create_app_credentials
 
-    try:
-        with current_app.test_request_context():
-            _, secret = create_app_credentials(app_code, actor="cli", rate_limit_per_minute=rate_limit)
-    except AppError as exc:
-        raise click.ClickException(str(exc)) from None
-    except SQLAlchemyError as exc:
-        raise click.ClickException(_database_problem(exc)) from None
+    with _service_call(AppError):
+        _, secret = create_app_credentials(app_code, actor="cli", rate_limit_per_minute=rate_limit)
     click.echo(f"Registered {app_code}. Keep its secret now: it is stored hashed and cannot be shown again.")
     click.echo(secret)
 
@@ -130,7 +115,7 @@ def weixin_config(file, no_check: bool) -> None:
             where = f" [{exc.key}]" if exc.key else ""
             code = f" (errcode {exc.errcode})" if exc.errcode is not None else ""
             raise click.ClickException(
-                f"the live check failed{code}{where}; nothing was stored.\n  {exc.message_en}\n  {exc.message_zh}"
+                f"the live check failed{code}{where}; nothing was stored.\n  {exc.message('en')}\n  {exc.message('zh')}"
             ) from None
         for key, value in learnt.items():
             click.echo(f"  {key}: {value}")
@@ -182,7 +167,7 @@ def rotate_secrets() -> None:
 
     secret_box = box()
     count = 0
-    try:
+    with _refused_as_click_error(SecretUnreadable):
         with db.transaction() as session:
             for model in (ChannelConfig, AccessToken, WizardDraft):
                 columns = [c.key for c in model.__table__.columns if c.key.endswith("_enc")]
@@ -202,8 +187,6 @@ def rotate_secrets() -> None:
                         count += 1
             # In the same transaction: the audit log shows when the key changed, never the keys.
             session.add(AuditEntry(actor="cli", action="secrets.rotate", target="", detail={"count": count}))
-    except SecretUnreadable as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(f"Re-encrypted {count} stored secret(s) with the current key.")
 
 
@@ -221,16 +204,13 @@ def copy_data(target_url: str) -> None:
 
     click.echo("Stop the service (at least its scheduler) while copying: "
                "anything it writes from now on is not copied.")
-    try:
+    with _refused_as_click_error(datacopy.CopyError):
         target = datacopy.open_target(target_url)
-    except datacopy.CopyError as exc:
-        raise click.ClickException(str(exc)) from None
     source, destination = (url.render_as_string(hide_password=True) for url in (db.engine.url, target.url))
     click.echo(f"Copying {source} -> {destination}")
     try:
-        report = datacopy.copy_data(db.engine, target, progress=click.echo)
-    except datacopy.CopyError as exc:
-        raise click.ClickException(str(exc)) from None
+        with _refused_as_click_error(datacopy.CopyError):
+            report = datacopy.copy_data(db.engine, target, progress=click.echo)
     finally:
         target.dispose()
     click.echo(f"Copied {report.total} row(s) in {len(report.rows)} tables; the counts match the source "
@@ -239,7 +219,38 @@ def copy_data(target_url: str) -> None:
                "stored secrets were copied encrypted.")
 
 
+def _password_or_prompt(given: str | None, prompt: str) -> str:
+    """The password given on the command line, or else one typed twice without echo."""
+    if given is not None:
+        return given
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=True)
+
+
+@contextmanager
+def _refused_as_click_error(*refusals: type[Exception]) -> Iterator[None]:
+    """Report a refusal of ``refusals`` (whose message is written for a person) as the command's error, exit 1."""
+    try:
+        yield
+    except refusals as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@contextmanager
+def _service_call(*refusals: type[Exception]) -> Iterator[None]:
+    """Run a service call as a web request would, reporting its refusals and database failures as command errors.
+
+    The request context is there because the services' sentences (password rules, names taken)
+    are translated strings.
+    """
+    try:
+        with _refused_as_click_error(*refusals), current_app.test_request_context():
+            yield
+    except SQLAlchemyError as exc:
+        raise click.ClickException(_database_problem(exc)) from None
+
+
 def _database_problem(exc: SQLAlchemyError) -> str:
+    """What to do about a database that failed a command (usually: not migrated, or not reachable)."""
     if isinstance(exc, OperationalError) and "no such table" in str(exc):
         return "the database has no tables yet: run `flask --app wsgi init-db` first"
     return f"database error ({type(exc).__name__}): run `flask --app wsgi init-db` and check FLASK_DATABASE_URL"

@@ -26,8 +26,8 @@ from typing import Callable, Iterator, TypeVar
 
 from flask import Flask, Response, g, has_request_context, request
 
-#: An incoming request id is kept only when it looks like one: the send API applies the same rule
-#: to the ``request_id`` of its answers, so a caller's id is the one in both places.
+#: An incoming request id is kept only when it looks like one. This module is the one place that
+#: chooses the id: the send API puts :func:`current_id` in the ``request_id`` of its answers.
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 HEADER = "X-Request-Id"
 T = TypeVar("T")
@@ -194,9 +194,6 @@ def assign_request_id() -> None:
     """Before the request: choose its id and start its clock."""
     g.request_started = time.perf_counter()
     g.request_id = request_id_from(request.headers.get(HEADER))
-    # The send API reads X-Request-Id itself for the request_id of its answer: give it the id chosen
-    # here, so that the answer, the header and the logs agree even when the caller sent none.
-    request.environ["HTTP_X_REQUEST_ID"] = g.request_id
 
 
 def finish_request(response: Response) -> Response:

@@ -11,6 +11,7 @@ by :class:`DatabaseCollector`, so every worker and every host reports the same, 
 """
 from __future__ import annotations
 
+import functools
 import glob
 import hmac
 import ipaddress
@@ -24,6 +25,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from sqlalchemy import case, func, select
 from sqlalchemy.exc import SQLAlchemyError
+
+from webapp import heartbeat
+from webapp.extensions import db
+from webapp.models import Delivery, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +59,8 @@ _DELIVERY_STATUS = {"sent": "sent", "failed": "failed", "queued": "retrying"}
 
 
 def init_app(app: Flask) -> None:
-    """Check the access settings, time every request, and mount ``/metrics``."""
-    app.extensions["metrics_networks"] = parse_networks(app.config.get("METRICS_ALLOW_FROM"))
+    """Check the access settings and time every request (``/metrics`` itself is :mod:`webapp.ops.routes`)."""
+    parse_networks(app.config.get("METRICS_ALLOW_FROM"))  # a wrong setting stops the start, with its reason
     directory = multiprocess_dir()
     if directory:
         # The client writes its files there from the first counted event; `flask run` has no
@@ -63,12 +68,6 @@ def init_app(app: Flask) -> None:
         os.makedirs(directory, exist_ok=True)
     app.before_request_funcs.setdefault(None, []).insert(0, _start_timer)
     app.after_request(_observe)
-
-    from webapp.extensions import csrf
-    from webapp.ops.routes import bp
-
-    app.register_blueprint(bp)
-    csrf.exempt(bp)  # a monitoring system has no session and no form token
 
 
 # --- gunicorn hooks -------------------------------------------------------------------------------
@@ -164,6 +163,11 @@ def _observe(response):
 
 # --- who may read them ----------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=8)
+def _allowed_networks(value: str | tuple | None) -> tuple:
+    return tuple(parse_networks(value))
+
+
 def parse_networks(value) -> list:
     """``METRICS_ALLOW_FROM`` as networks: a list of CIDRs, or one string of them separated by commas or spaces."""
     if value is None:
@@ -193,7 +197,9 @@ def address_allowed(address: str | None) -> bool:
         return False
     if ip.version == 6 and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped  # "::ffff:127.0.0.1" on dual-stack sockets
-    return any(ip in network for network in current_app.extensions["metrics_networks"])
+    setting = current_app.config.get("METRICS_ALLOW_FROM")
+    networks = _allowed_networks(tuple(setting) if isinstance(setting, list) else setting)
+    return any(ip in network for network in networks)
 
 
 # --- the answer -----------------------------------------------------------------------------------
@@ -227,10 +233,6 @@ class DatabaseCollector:
 
     def collect(self):
         """Yield the gauges; ``weixin_database_up`` is 0 (and the rest left out) when the database does not answer."""
-        from webapp.extensions import db
-        from webapp.jobs import heartbeat_age
-        from webapp.models import Delivery, utcnow
-
         up = GaugeMetricFamily("weixin_database_up", "1 when the database answered this scrape, else 0.")
         state = case((Delivery.attempts > 0, "retrying"), else_="queued").label("state")
         try:
@@ -239,7 +241,7 @@ class DatabaseCollector:
                     select(state, func.count(), func.min(Delivery.created_at))
                     .where(Delivery.status == "queued").group_by(state)
                 ).all()
-            beat_age = heartbeat_age()
+            beat_age = heartbeat.age()
         except SQLAlchemyError as exc:
             log.warning("metrics: the database did not answer (%s)", type(exc).__name__)
             up.add_metric([], 0)
@@ -264,8 +266,8 @@ class DatabaseCollector:
                                 "Age of the oldest delivery still waiting to be sent (0 when none waits).")
         age.add_metric([], max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
         yield age
-        heartbeat = GaugeMetricFamily("weixin_scheduler_heartbeat_age_seconds",
-                                      "Seconds since a scheduler last wrote its heartbeat (absent when none ever did).")
+        beat = GaugeMetricFamily("weixin_scheduler_heartbeat_age_seconds",
+                                 "Seconds since a scheduler last wrote its heartbeat (absent when none ever did).")
         if beat_age is not None:
-            heartbeat.add_metric([], beat_age)
-        yield heartbeat
+            beat.add_metric([], beat_age)
+        yield beat

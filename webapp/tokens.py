@@ -21,17 +21,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, TypeVar
 
-from flask import current_app
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp import metrics
+from webapp.clients import http_timeout, mp_client, work_client
 from webapp.extensions import db
 from webapp.models import CHANNEL_MP, CHANNEL_QYWX, AccessToken, utcnow
 from webapp.secretbox import box
-from webapp.wechat import MpClient, WeChatAPIError, WeChatError, WorkClient, redact
+from webapp.wechat import WeChatAPIError, WeChatError, redact
 from webapp.wechat.errors import WeChatTransportError
-from webapp.wechat.http import shared_session
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,22 +63,6 @@ class TokenSource:
         # Tokens belong to an application secret; the row key names the secret by a short hash only.
         account = f"{corpid}:{hashlib.sha256(corpsecret.encode()).hexdigest()[:16]}"
         return cls(CHANNEL_QYWX, account, lambda: client.get_token(corpid, corpsecret))
-
-
-def http_timeout() -> tuple[float, float]:
-    """(connect, read) seconds for one WeChat call, from WEIXIN_HTTP_TIMEOUT."""
-    seconds = float(current_app.config.get("WEIXIN_HTTP_TIMEOUT") or 10)
-    return min(5.0, seconds), seconds
-
-
-def mp_client() -> MpClient:
-    """The Official Account API client for the configured API base (shared connection pool)."""
-    return MpClient(current_app.config["WEIXIN_MP_API_BASE"], session=shared_session(), timeout=http_timeout())
-
-
-def work_client() -> WorkClient:
-    """The WeCom API client for the configured API base (shared connection pool)."""
-    return WorkClient(current_app.config["WEIXIN_QY_API_BASE"], session=shared_session(), timeout=http_timeout())
 
 
 def _fresh(row: AccessToken | None, now, margin: timedelta) -> bool:

@@ -1,5 +1,6 @@
 // The set-up wizard's behaviour. Every page works without it (the server checks and renders
-// everything); this adds: Generate and Copy buttons, the browser's reach of WeChat's sites, the live
+// everything); this adds: the checks a page makes as it opens, Generate and Copy buttons, the browser's
+// reach of WeChat's sites, the live
 // template preview, and watching for WeChat's URL check and for the test message's receipt.
 // Texts come from data-* attributes (translated by the server); nothing here is inline in a page.
 (function () {
@@ -68,6 +69,15 @@
     } else {
       copy(button.dataset.copyText, button);
     }
+  });
+
+  // --- Prerequisites and trusted domain: check at once when the page has no outcome yet ---------
+  // Opening a page changes nothing; its check is a POST ("Check now"), pressed here as the page opens.
+  // Without JavaScript the administrator presses it.
+  document.querySelectorAll("form[data-autocheck]").forEach(function (form) {
+    var button = form.querySelector("[name='" + form.dataset.autocheck + "']");
+    if (!button) { return; }
+    if (form.requestSubmit) { form.requestSubmit(button); } else { button.click(); }
   });
 
   // --- Prerequisites: which WeChat sites this browser loads -----------------------------------

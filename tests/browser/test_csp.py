@@ -76,7 +76,7 @@ def test_signed_in_pages_keep_the_policy(page, service):
         message.deliveries.append(Delivery(receiver=OPENID_ALICE, status="failed", errcode=43004, errmsg="require subscribe"))
         db.session.add(message)
         db.session.commit()
-        from webapp.delivery.engine import detail_url
+        from webapp.delivery.links import detail_url
 
         detail, public_id = detail_url(message), message.public_id
         db.session.remove()

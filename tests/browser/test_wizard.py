@@ -136,7 +136,7 @@ def test_official_account_from_first_run_to_a_delivered_test_message(page, servi
     expect(page.locator("#receipt")).to_contain_text("WeChat reports it delivered", timeout=15_000)
 
     # 7. Done: the summary with secrets masked, the audit entry, the way to the console.
-    page.get_by_role("link", name="Finish").click()
+    page.get_by_role("button", name="Finish").click()
     expect(page).to_have_url(base + "/setup/wizard/done")
     expect(page.locator("#done")).to_contain_text("WeChat is connected.")
     expect(page.locator("#audit-entry")).to_contain_text("channel.configure")
@@ -207,7 +207,7 @@ def test_wecom_with_a_wrong_trusted_domain_fixed_then_a_delivered_test_message(p
     expect(page.locator("#test-result [data-status]")).to_have_attribute("data-status", "sent")
     delivered = sim(base, "messages?channel=qy&to=zhangsan", method="GET")["messages"]
     assert len(delivered) == 1 and "Set-up works" in str(delivered[0])
-    page.get_by_role("link", name="Finish").click()
+    page.get_by_role("button", name="Finish").click()
     expect(page.locator("#done")).to_contain_text("WeChat is connected.")
     expect(page.locator("#summary")).to_contain_text(QY_CORPID)
     assert QY_CORPSECRET not in page.content()

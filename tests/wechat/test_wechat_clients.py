@@ -166,7 +166,7 @@ def test_ip_whitelist_refusal_on_stable_token(fake, session, caplog):
         MpClient(fake.base_url, session=session).stable_token("wx1", SECRET)
     exc = info.value
     assert exc.errcode == 40164 and not exc.transient
-    assert exc.diagnosis.ip == "120.244.112.8" and "IP白名单" in exc.diagnosis.message_zh
+    assert exc.diagnosis.ip == "120.244.112.8" and "IP白名单" in exc.diagnosis.message("zh")
     assert_no_secrets(str(exc), repr(exc), caplog.text, "".join(traceback.format_exception(exc)))
 
 
@@ -272,7 +272,7 @@ def test_work_trusted_ip_refusal(fake, session, caplog):
         "more info at https://open.work.weixin.qq.com/devtool/query?e=60020")})
     with pytest.raises(WeChatAPIError) as info:
         WorkClient(fake.base_url, session=session).get_token("ww1", SECRET)
-    assert info.value.diagnosis.ip == "203.0.113.7" and "企业可信IP" in info.value.diagnosis.message_zh
+    assert info.value.diagnosis.ip == "203.0.113.7" and "企业可信IP" in info.value.diagnosis.message("zh")
     assert_no_secrets(str(info.value), caplog.text)
 
 
@@ -281,7 +281,7 @@ def test_work_wrong_secret(fake, session):
     fake.route("GET", "/cgi-bin/gettoken", {"errcode": 40001, "errmsg": "invalid secret"})
     with pytest.raises(WeChatAPIError) as info:
         WorkClient(fake.base_url, session=session).get_token("ww1", SECRET)
-    assert info.value.diagnosis.kind == "secret" and "Secret" in info.value.diagnosis.message_en
+    assert info.value.diagnosis.kind == "secret" and "Secret" in info.value.diagnosis.message("en")
 
 
 def test_work_send_message(fake, session):
@@ -411,7 +411,7 @@ def test_connection_refused(session, caplog):
         client.send_template(TOKEN, "o", "t", {"k": "v"})
     exc = info.value
     assert exc.kind == "refused" and exc.transient
-    assert "refused" in exc.diagnosis.message_en
+    assert "refused" in exc.diagnosis.message("en")
     assert exc.__cause__ is None
     assert_no_secrets(str(exc), repr(exc), caplog.text, "".join(traceback.format_exception(exc)))
     with pytest.raises(WeChatTransportError) as at_token:
@@ -425,7 +425,7 @@ def test_dns_failure(session):
     with pytest.raises(WeChatTransportError) as info:
         client.get_token("ww1", SECRET)
     assert info.value.kind == "dns"
-    assert "DNS" in info.value.diagnosis.message_en
+    assert "DNS" in info.value.diagnosis.message("en")
     assert_no_secrets(str(info.value))
 
 
@@ -463,7 +463,7 @@ def test_api_error_log_and_message_redacted(fake, session, caplog):
     fake.route("GET", "/cgi-bin/token", {"errcode": 40125, "errmsg": f"invalid appsecret secret={SECRET} rid: 1"})
     with pytest.raises(WeChatAPIError) as info:
         MpClient(fake.base_url, session=session).legacy_token("wx1", SECRET)
-    assert_no_secrets(str(info.value), info.value.errmsg, info.value.diagnosis.message_en, caplog.text)
+    assert_no_secrets(str(info.value), info.value.errmsg, info.value.diagnosis.message("en"), caplog.text)
     # urllib3 logged the request line (with the secret in its query), redacted rather than dropped.
     lines = [r.getMessage() for r in caplog.records if r.name == "urllib3.connectionpool"]
     assert any("/cgi-bin/token" in line and "secret=***" in line for line in lines)

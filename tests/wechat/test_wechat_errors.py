@@ -49,9 +49,9 @@ def test_40164_names_the_whitelist_page_and_ip():
     d = diagnose(40164, "invalid ip 120.244.112.8 ipv6 ::ffff:120.244.112.8, not in whitelist rid: 5fa2",
                  channel="mp", context="token")
     assert d.kind == "ip" and d.ip == "120.244.112.8" and not d.transient
-    assert "IP白名单" in d.message_zh and "开发 → 基本配置 → IP白名单" in d.message_zh
-    assert "Development → Basic configuration → IP whitelist" in d.message_en
-    assert "120.244.112.8" in d.message_en and "120.244.112.8" in d.message_zh
+    assert "IP白名单" in d.message("zh") and "开发 → 基本配置 → IP白名单" in d.message("zh")
+    assert "Development → Basic configuration → IP whitelist" in d.message("en")
+    assert "120.244.112.8" in d.message("en") and "120.244.112.8" in d.message("zh")
 
 
 def test_60020_names_the_trusted_ip_page():
@@ -60,15 +60,15 @@ def test_60020_names_the_trusted_ip_page():
                         "203.0.113.9, more info at https://open.work.weixin.qq.com/devtool/query?e=60020",
                  channel="qywx")
     assert d.kind == "ip" and d.ip == "203.0.113.9"
-    assert "企业可信IP" in d.message_zh and "应用管理" in d.message_zh
-    assert "Trusted IPs" in d.message_en and "203.0.113.9" in d.message_en
+    assert "企业可信IP" in d.message("zh") and "应用管理" in d.message("zh")
+    assert "Trusted IPs" in d.message("en") and "203.0.113.9" in d.message("en")
 
 
 def test_ip_missing_still_gives_advice():
     """Without an IP in errmsg, the advice speaks of the server's egress IP."""
     d = diagnose(40164, "invalid ip , not in whitelist", channel="mp")
     assert d.ip is None
-    assert "egress" in d.message_en and "出口" in d.message_zh
+    assert "egress" in d.message("en") and "出口" in d.message("zh")
 
 
 # -- the catalogue ------------------------------------------------------------------------------
@@ -89,11 +89,12 @@ def test_every_catalogued_code_has_both_sentences(channel):
             d = diagnose(code, "some errmsg rid: 1", channel=channel, context=context)
             assert isinstance(d, Diagnosis)
             assert d.errcode == code
-            assert len(d.message_en) > 20 and len(d.message_zh) > 8, code
-            assert CJK.search(d.message_zh), code
-            assert d.message_en != d.message_zh
-            assert "{" not in d.message_en and "{" not in d.message_zh, code
-            assert d.message("zh-CN") == d.message_zh and d.message("en") == d.message_en
+            assert len(d.message("en")) > 20 and len(d.message("zh")) > 8, code
+            assert CJK.search(d.message("zh")), code
+            assert d.message("en") != d.message("zh")
+            assert "{" not in d.message("en") and "{" not in d.message("zh"), code
+            assert d.message("zh-CN") == d.message("zh") == d.message("zh_Hans_CN")
+            assert d.message(None) == d.message("en")
 
 
 @pytest.mark.parametrize("code,transient,kind", [
@@ -112,21 +113,21 @@ def test_40001_at_token_time_is_the_app_secret():
     """40001 on a token fetch means a wrong AppSecret and names the console page."""
     d = diagnose(40001, "invalid credential", channel="mp", context="token")
     assert d.kind == "secret" and not d.transient
-    assert "AppSecret" in d.message_en and "开发 → 基本配置" in d.message_zh
+    assert "AppSecret" in d.message("en") and "开发 → 基本配置" in d.message("zh")
     d2 = diagnose(40125, "invalid appsecret rid: 65b8bf7b", channel="mp", context="token")
-    assert d2.kind == "secret" and "AppSecret" in d2.message_en
+    assert d2.kind == "secret" and "AppSecret" in d2.message("en")
 
 
 def test_43004_user_unfollowed():
     """43004: the user no longer follows the account."""
     d = diagnose(43004, "require subscribe rid: 1", channel="mp")
-    assert "no longer follows" in d.message_en and "关注" in d.message_zh
+    assert "no longer follows" in d.message("en") and "关注" in d.message("zh")
 
 
 def test_47003_names_the_field():
     """47003 points at the template field WeChat complained about."""
     d = diagnose(47003, "argument invalid! data.thing1.value invalid rid: 67bc14e4-", channel="mp")
-    assert "thing1" in d.message_en and "thing1" in d.message_zh
+    assert "thing1" in d.message("en") and "thing1" in d.message("zh")
 
 
 @pytest.mark.parametrize("code,transient,kind", [
@@ -146,16 +147,16 @@ def test_unknown_code_generic_sentence_with_redacted_errmsg():
     """An unknown code mentions the code and the errmsg, with secrets masked."""
     d = diagnose(99999, "strange thing access_token=ABCDEF123456 secret=hunter2", channel="mp")
     assert d.kind == "other" and not d.transient
-    assert "99999" in d.message_en and "99999" in d.message_zh
-    assert "strange thing" in d.message_en
-    assert "ABCDEF123456" not in d.message_en + d.message_zh + d.errmsg
-    assert "hunter2" not in d.message_en + d.message_zh
+    assert "99999" in d.message("en") and "99999" in d.message("zh")
+    assert "strange thing" in d.message("en")
+    assert "ABCDEF123456" not in d.message("en") + d.message("zh") + d.errmsg
+    assert "hunter2" not in d.message("en") + d.message("zh")
 
 
 def test_junk_errcode():
     """A non-numeric errcode does not crash the diagnosis."""
     d = diagnose("abc", None)
-    assert d.errcode is None and "abc" in d.message_en
+    assert d.errcode is None and "abc" in d.message("en")
 
 
 # -- exceptions ---------------------------------------------------------------------------------
@@ -175,7 +176,7 @@ def test_transport_error_str_is_redacted():
     assert "TOPSECRET" not in str(exc)
     assert exc.transient and exc.diagnosis.kind == "network"
     http = WeChatTransportError("http", "bad gateway", status=502)
-    assert http.transient and "502" in http.diagnosis.message_en
+    assert http.transient and "502" in http.diagnosis.message("en")
     not_found = WeChatTransportError("http", "not found", status=404)
     assert not not_found.transient
 
@@ -215,16 +216,16 @@ def test_classify_transport(exc, kind):
     """DNS failure, refusal, timeout and TLS errors are told apart, each with advice."""
     assert classify_transport(exc) == kind
     d = diagnose_transport(exc)
-    assert d.kind == "network" and d.message_en and CJK.search(d.message_zh)
+    assert d.kind == "network" and d.message("en") and CJK.search(d.message("zh"))
     assert d.transient == (kind != "url")
 
 
 def test_transport_sentences():
     """The sentences say what to check."""
-    assert "DNS" in diagnose_transport(WeChatTransportError("dns")).message_en
-    assert "refused" in diagnose_transport(WeChatTransportError("refused")).message_en
-    assert "TLS" in diagnose_transport(WeChatTransportError("tls")).message_en
-    assert "超时" in diagnose_transport(WeChatTransportError("timeout")).message_zh
+    assert "DNS" in diagnose_transport(WeChatTransportError("dns")).message("en")
+    assert "refused" in diagnose_transport(WeChatTransportError("refused")).message("en")
+    assert "TLS" in diagnose_transport(WeChatTransportError("tls")).message("en")
+    assert "超时" in diagnose_transport(WeChatTransportError("timeout")).message("zh")
 
 
 # -- redaction -----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template
 from sqlalchemy import select
 
-from webapp.delivery.engine import detail_expired, read_detail_token
+from webapp.delivery.links import detail_expired, read_detail_token
 from webapp.extensions import db
 from webapp.models import Message
 

@@ -1,4 +1,4 @@
-"""The send API's work: credentials, rate limits, validation, receivers, and the answer's shape.
+"""The send API's checks: credentials, rate limits, validation of a BlueKing body, and receivers.
 
 Compatible with what BlueKing callers send to ``cmsi/send_weixin``: credentials in
 ``X-Bkapi-Authorization`` or in the body/query, a JSON body whatever its Content-Type, receivers as a
@@ -10,7 +10,6 @@ import base64
 import binascii
 import json
 import re
-import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import parse_qsl
@@ -18,7 +17,6 @@ from urllib.parse import parse_qsl
 from flask import current_app, request
 from sqlalchemy import func, select
 
-from webapp import channel as channel_config
 from webapp.api.apps import verify_secret
 from webapp.delivery.content import Notification, default_date
 from webapp.delivery.engine import Target
@@ -28,8 +26,8 @@ from webapp.wechat.ids import valid_openid, valid_wecom_userid
 
 VALIDATION_ERROR = 1306000
 SEND_FAILED = 1306201
+NOT_CONFIGURED = 1306202
 _SPLIT = re.compile(r"[,;\s]+")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
 class ApiError(Exception):
@@ -43,12 +41,6 @@ class ApiError(Exception):
 def invalid(message: str) -> ApiError:
     """A validation error (code 1306000): nothing is stored, nothing is sent."""
     return ApiError(200, VALIDATION_ERROR, message)
-
-
-def request_id() -> str:
-    """The caller's X-Request-Id when it is sane, else a new one."""
-    given = request.headers.get("X-Request-Id", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
 #: Form fields read from one request at most (a send has about ten).
@@ -323,14 +315,6 @@ def invalid_receiver(receiver: str, wx_type: str) -> str | None:
     elif not valid_wecom_userid(receiver):
         return "not a valid WeCom userid: a userid is 1 to 64 letters, digits, '_', '-', '.' or '@' (WeChat was not called)"
     return None
-
-
-def configured_channel():
-    """The configured channel, or a clear refusal when there is none."""
-    configured = channel_config.load()
-    if configured is None:
-        raise ApiError(200, 1306202, "no WeChat channel is configured on this service yet: an administrator must finish the set-up")
-    return configured
 
 
 def purge_old_windows() -> None:

@@ -5,7 +5,6 @@ The replies are the short passive messages the person sees in WeChat right after
 from __future__ import annotations
 
 from webapp.binding import services
-from webapp.callback.handlers import on
 from webapp.models import CHANNEL_MP
 
 SCENE_PREFIX = "qrscene_"
@@ -33,7 +32,6 @@ def _bind(message: dict, configured, scene: str) -> str:
     return _REPLIES[outcome.code].format(name=name)
 
 
-@on("event", "subscribe")
 def subscribed(message: dict, configured) -> str | None:
     """A follow: with a QR scene the person scanned a bind code before following; else a plain follow."""
     key = message.get("EventKey", "")
@@ -45,14 +43,12 @@ def subscribed(message: dict, configured) -> str | None:
     return _REPLIES["welcome"]
 
 
-@on("event", "scan")
 def scanned(message: dict, configured) -> str | None:
     """A follower scanned a bind code: EventKey is the scene itself."""
     key = message.get("EventKey", "")
     return _bind(message, configured, key) if key else None
 
 
-@on("event", "unsubscribe")
 def unsubscribed(message: dict, configured) -> None:
     """The person unfollowed: their binding stops receiving (no reply can reach them anyway)."""
     services.follower_left(message.get("FromUserName", ""), configured.account)

@@ -6,7 +6,6 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from webapp import channel as channel_config
-from webapp.binding import handlers  # noqa: F401  (registers the callback's event handlers)
 from webapp.binding import services
 from webapp.binding.services import BindError
 

@@ -28,7 +28,8 @@ from sqlalchemy import func, select
 from webapp import channel as channel_config
 from webapp.extensions import db
 from webapp.models import CHANNEL_MP, CHANNEL_QYWX, AuditEntry, Binding, BindTicket, User, utcnow
-from webapp.tokens import call_with_token, mp_client, work_client
+from webapp.clients import mp_client, work_client
+from webapp.tokens import call_with_token
 from webapp.wechat import WeChatAPIError, WeChatError, diagnose_transport
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,13 @@ class Outcome:
 
 # --- reading ------------------------------------------------------------------------------------
 
-def configured_channel():
-    """The configured channel, or BindError when the administrator has not connected WeChat yet."""
-    configured = channel_config.load()
-    if configured is None:
-        raise BindError(_("WeChat is not connected to this service yet. Ask your administrator to finish the set-up."), 409)
-    return configured
+def _bindable_channel():
+    """The configured channel (:func:`webapp.channel.require`), or BindError when WeChat is not connected yet."""
+    try:
+        return channel_config.require()
+    except channel_config.NotConfigured:
+        raise BindError(_("WeChat is not connected to this service yet. Ask your administrator to finish the set-up."),
+                        409) from None
 
 
 def active_binding(user_id: int, wx_type: str, account: str) -> Binding | None:
@@ -132,7 +134,7 @@ def _wechat_failure(exc: WeChatError) -> BindError:
 
 def start_mp_bind(user: User) -> dict:
     """Create a temporary QR code tied to ``user``: a fresh 128-bit scene, valid BIND_QR_EXPIRE_SECONDS."""
-    configured = configured_channel()
+    configured = _bindable_channel()
     if configured.wx_type != CHANNEL_MP:
         raise BindError(_("This service sends through WeCom: use the WeCom login instead."), 409)
     seconds = int(current_app.config["BIND_QR_EXPIRE_SECONDS"])
@@ -154,7 +156,7 @@ def login_redirect_uri() -> str:
 
 def start_qy_bind(user: User) -> dict:
     """Create a WeCom login attempt: a random single-use state, the web-login URL and an in-app QR code."""
-    configured = configured_channel()
+    configured = _bindable_channel()
     if configured.wx_type != CHANNEL_QYWX:
         raise BindError(_("This service sends through a WeChat Official Account: scan its QR code instead."), 409)
     seconds = int(current_app.config["BIND_QR_EXPIRE_SECONDS"])
@@ -291,7 +293,7 @@ def finish_qy_bind(user: User | None, code: str | None, state: str | None) -> tu
     owner = db.session.get(User, ticket.user_id)
     if not code:
         return refuse_attempt(ticket.scene, owner.id, "cancelled"), owner
-    configured = configured_channel()
+    configured = _bindable_channel()
     try:
         identity = call_with_token(configured.token_source(), lambda token: work_client().get_user_info(token, code))
     except WeChatAPIError as exc:
@@ -381,3 +383,11 @@ def admin_unbind(binding_id: int, actor: str) -> Binding | None:
 def find_identity(wx_type: str, account: str, wx_id: str) -> Binding | None:
     """The binding row of one WeChat identity on an account (active or not)."""
     return db.session.scalar(select(Binding).where(Binding.channel == wx_type, Binding.account == account, Binding.wx_id == wx_id))
+
+
+def purge_expired_tickets() -> int:
+    """Delete bind tickets that expired more than a day ago; returns how many."""
+    from sqlalchemy import delete
+
+    with db.transaction() as session:
+        return session.execute(delete(BindTicket).where(BindTicket.expires_at < utcnow() - timedelta(days=1))).rowcount

@@ -1,29 +1,51 @@
-"""The registry of event and message handlers; other parts of the service register theirs here.
+"""Which function answers which WeChat message or event: the application's handler table.
 
 A handler receives the decrypted message (a dict of its fields) and the configured channel, runs
-quickly (WeChat waits at most 5 seconds), and returns the text of a passive reply or None.
+quickly (WeChat waits at most 5 seconds), and returns the text of a passive reply or None. The
+table is filled in one place, :func:`webapp.register_callback_handlers`, when the app is built;
+a message nobody handles is answered ``success``.
 """
 from __future__ import annotations
 
 from typing import Callable, Optional
 
+from flask import Flask, current_app
+
 Handler = Callable[[dict, object], Optional[str]]
 
-_HANDLERS: dict[tuple[str, str], Handler] = {}
+EXTENSION = "callback_handlers"
 
 
-def on(msg_type: str, event: str = "") -> Callable[[Handler], Handler]:
-    """Register the decorated function for a MsgType (and, for events, an Event name)."""
+class HandlerTable:
+    """Handlers by (MsgType, Event), both compared without case; Event is empty for plain messages."""
 
-    def decorator(func: Handler) -> Handler:
-        _HANDLERS[(msg_type.lower(), event.lower())] = func
-        return func
+    def __init__(self) -> None:
+        self._handlers: dict[tuple[str, str], Handler] = {}
 
-    return decorator
+    def add(self, msg_type: str, event: str, handler: Handler) -> None:
+        """Let ``handler`` answer ``msg_type`` (and, for events, ``event``); it replaces an earlier one."""
+        self._handlers[(msg_type.lower(), event.lower())] = handler
+
+    def remove(self, msg_type: str, event: str = "") -> None:
+        """Stop handling ``msg_type``/``event`` (such messages are then answered ``success``)."""
+        self._handlers.pop((msg_type.lower(), event.lower()), None)
+
+    def find(self, message: dict) -> Handler | None:
+        """The handler for a message, or None when nobody handles it."""
+        msg_type = message.get("MsgType", "").lower()
+        event = message.get("Event", "").lower() if msg_type == "event" else ""
+        return self._handlers.get((msg_type, event))
+
+    def __len__(self) -> int:
+        return len(self._handlers)
 
 
-def find(message: dict) -> Handler | None:
-    """The handler for a message, or None when nobody handles it (it is then answered ``success``)."""
-    msg_type = message.get("MsgType", "").lower()
-    event = message.get("Event", "").lower() if msg_type == "event" else ""
-    return _HANDLERS.get((msg_type, event))
+def install(app: Flask) -> HandlerTable:
+    """Give ``app`` an empty handler table and return it."""
+    table = app.extensions[EXTENSION] = HandlerTable()
+    return table
+
+
+def table(app: Flask | None = None) -> HandlerTable:
+    """The handler table of ``app`` (by default the current app)."""
+    return (app or current_app).extensions[EXTENSION]

@@ -87,7 +87,7 @@ def _consume(connection, timestamp: str, nonce: str) -> bool:
 
 def _draft_tokens() -> list[str]:
     """Tokens of open set-up wizard drafts (the configuration is still being written)."""
-    from webapp.setup.wizard_services import open_draft_tokens
+    from webapp.setup.drafts import open_draft_tokens
 
     try:
         return open_draft_tokens()
@@ -269,7 +269,7 @@ def _admit(timestamp: str, nonce: str, key: str, mode: str, remote_addr: str, su
 
 def _dispatch(message: dict, channel, key: str) -> str | None:
     """Run the message's handler (once per WeChat event: the caller admitted it as new)."""
-    handler = handlers.find(message)
+    handler = handlers.table().find(message)
     if handler is None:
         return None
     try:

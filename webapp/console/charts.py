@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from html import escape
 
+from flask_babel import gettext as _
+
 COLOURS = {"sent": "#07c160", "queued": "#f0ad4e", "failed": "#dc3545"}
 
 
@@ -15,6 +17,8 @@ def stacked_bars(buckets: list[dict], labels: list[str], series: tuple[str, ...]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" class="chart" '
              f'aria-label="{escape(title)}"><title>{escape(title)}</title>']
     plot = height - bottom
+    # The bars' tooltips name the series with the same words as the legend under the chart.
+    names = {"sent": _("sent"), "queued": _("queued"), "failed": _("failed")}
     for fraction in (0.0, 0.5, 1.0):
         y = plot - fraction * (plot - 6)
         parts.append(f'<line x1="{left}" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e6e8"/>'
@@ -22,7 +26,7 @@ def stacked_bars(buckets: list[dict], labels: list[str], series: tuple[str, ...]
     for i, bucket in enumerate(buckets):
         x = left + i * (bar + gap)
         y = plot
-        tip = ", ".join(f"{s} {bucket.get(s, 0)}" for s in series)
+        tip = ", ".join(f"{names.get(s, s)} {bucket.get(s, 0)}" for s in series)
         for name in series:
             value = bucket.get(name, 0)
             if not value:

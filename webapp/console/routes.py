@@ -198,7 +198,7 @@ def message(public_id: str):
 @admin_required
 def retry_delivery(delivery_id: int):
     """Send a failed delivery again (it keeps its client_msg_id, so WeChat never shows it twice)."""
-    from webapp.delivery.engine import retry_now
+    from webapp.delivery.retry import retry_now
     from webapp.models import Message
 
     delivery = retry_now(delivery_id, actor=current_user.username)

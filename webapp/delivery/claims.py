@@ -23,6 +23,7 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy import update
 
+from webapp import runtime
 from webapp.extensions import db
 from webapp.models import Delivery, utcnow
 
@@ -46,6 +47,7 @@ class ClaimRegistry:
         self._sequence = itertools.count(1)
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._closed = False
         self._pid = os.getpid()
         self._prefix = self._new_prefix()
 
@@ -89,15 +91,31 @@ class ClaimRegistry:
         with self._lock:
             return list(self._holders)
 
+    @property
+    def renewing(self) -> bool:
+        """Whether the renewer thread runs (it starts with the first claim and stops at :meth:`close`)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def close(self) -> None:
+        """Stop renewing (at the end of the process): the claims still held run out within a lease."""
+        with self._lock:
+            self._closed = True
+        self._wake.set()
+
     def _start_renewer(self) -> None:
+        if self._closed:
+            return
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._renew_forever, name="claim-renewer", daemon=True)
             self._thread.start()
 
     def _renew_forever(self) -> None:
-        while True:
+        while not self._closed:
             self._wake.wait(self.lease.total_seconds() / RENEWALS_PER_LEASE)
             self._wake.clear()
+            if self._closed:
+                return
             tokens = self.held()
             if not tokens:
                 continue
@@ -119,8 +137,5 @@ def renew(tokens: list[str], lease: timedelta) -> int:
 
 
 def registry(app: Flask) -> ClaimRegistry:
-    """This process's claim registry for ``app``."""
-    found = app.extensions.get("delivery_claims")
-    if found is None:
-        found = app.extensions.setdefault("delivery_claims", ClaimRegistry(app))
-    return found
+    """This process's claim registry for ``app`` (one per process, kept by its process state)."""
+    return runtime.state(app).part("delivery_claims", lambda: ClaimRegistry(app))

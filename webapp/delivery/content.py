@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
+from babel.lists import format_list
+from flask_babel import get_locale, pgettext
 from flask_babel import gettext as _
 
 __all__ = [
@@ -308,6 +310,22 @@ def _key_type(key: str) -> str:
     return key.rstrip("0123456789")
 
 
+def _parameter_label(parameter: str) -> str:
+    """A send parameter as the page names it: its API name, explained in the page's language."""
+    labels = {
+        "heading": pgettext("send parameter", "heading"),
+        "message": pgettext("send parameter", "message"),
+        "date": pgettext("send parameter", "date"),
+        "remark": pgettext("send parameter", "remark"),
+    }
+    return labels.get(parameter, parameter)
+
+
+def _listed(items: list[str]) -> str:
+    """``items`` as one phrase in the page's language ("a, b and c" / "a、b和c")."""
+    return format_list(items, locale=str(get_locale() or "en"))
+
+
 def lost_text_warnings(fields: Mapping[str, str] | None, template_keys: list[str] | None = None) -> list[str]:
     """Readable warnings about a mapping that hides, drops or endangers the caller's text.
 
@@ -318,20 +336,20 @@ def lost_text_warnings(fields: Mapping[str, str] | None, template_keys: list[str
     unknown = sorted(str(p) for p in fields if p not in PARAMETERS)
     if unknown:
         warnings.append(_("Unknown parameter(s) %(unknown)s: only %(known)s can be mapped.",
-                          unknown=", ".join(unknown), known=", ".join(PARAMETERS)))
+                          unknown=_listed(unknown), known=_listed([_parameter_label(p) for p in PARAMETERS])))
     keys = {p: _mapped_key(fields, p) for p in PARAMETERS}
     if not keys["message"]:
         warnings.append(_("The message is not mapped to any template key: it will not be shown."))
     unmapped = [p for p in ("heading", "date", "remark") if not keys[p]]
     if unmapped:
         warnings.append(_("Not mapped: %(parameters)s. Their text appears only on the detail page.",
-                          parameters=", ".join(unmapped)))
+                          parameters=_listed([_parameter_label(p) for p in unmapped])))
     for parameter in PARAMETERS:
         key = keys[parameter]
         if key in HIDDEN_TEMPLATE_KEYS:
             warnings.append(_("The %(parameter)s is mapped to '%(key)s', which WeChat no longer shows "
                               "(since 2023-05-04): it will not be seen in the message.",
-                              parameter=parameter, key=key))
+                              parameter=_parameter_label(parameter), key=key))
     users: dict[str, list[str]] = {}
     for parameter in _KEY_PRIORITY:
         if keys[parameter]:
@@ -340,7 +358,8 @@ def lost_text_warnings(fields: Mapping[str, str] | None, template_keys: list[str
         if len(parameters) > 1:
             warnings.append(_("%(parameters)s are all mapped to '%(key)s': only one is sent (the %(first)s "
                               "when it has text); the others are left out.",
-                              parameters=" and ".join(parameters), key=key, first=parameters[0]))
+                              parameters=_listed([_parameter_label(p) for p in parameters]), key=key,
+                              first=_parameter_label(parameters[0])))
     for parameter in PARAMETERS:
         key = keys[parameter]
         if not key:
@@ -348,11 +367,11 @@ def lost_text_warnings(fields: Mapping[str, str] | None, template_keys: list[str
         kind = _key_type(key)
         if template_keys is not None and key not in template_keys:
             warnings.append(_("'%(key)s' (the %(parameter)s) is not a key of this template: it will not be shown.",
-                              key=key, parameter=parameter))
+                              key=key, parameter=_parameter_label(parameter)))
         elif kind in _TYPED_KEYS:
             warnings.append(_("'%(key)s' only accepts %(kind)s values: WeChat refuses other text (errcode 47003). "
                               "Map the %(parameter)s to a free-text key such as thing or keyword.",
-                              key=key, kind=kind.replace("_", " "), parameter=parameter))
+                              key=key, kind=kind.replace("_", " "), parameter=_parameter_label(parameter)))
         elif kind in _TIME_KEYS and parameter != "date":
             warnings.append(_("'%(key)s' only accepts a date or time: WeChat refuses other text (errcode 47003).",
                               key=key))

@@ -14,6 +14,9 @@
 - A retry of a call whose answer was lost (a crash, a timeout) is never a second message: template
   messages carry one ``client_msg_id`` per delivery, and WeCom batches are sent with
   ``enable_duplicate_check`` and rebuilt identically (same receivers, same order, same content).
+
+Next to it: ``links`` signs the detail links, ``receipts`` records WeChat's delivery reports,
+``retry`` queues an administrator's retry, and ``answers`` shapes what a sender is told.
 """
 from __future__ import annotations
 
@@ -25,17 +28,19 @@ from datetime import timedelta
 from itertools import groupby
 
 from flask import Flask, current_app
-from itsdangerous import URLSafeSerializer
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
 
 from webapp import channel as channel_config
-from webapp import logs, metrics
+from webapp import logs, metrics, runtime
 from webapp.delivery import claims
 from webapp.delivery.content import Notification, template_message, wecom_message
+from webapp.delivery.links import detail_url
 from webapp.extensions import db
-from webapp.models import CHANNEL_MP, CHANNEL_QYWX, AuditEntry, Delivery, Message, utcnow
+from webapp.models import CHANNEL_MP, CHANNEL_QYWX, Delivery, Message, utcnow
 from webapp.secretbox import box
-from webapp.tokens import TokenSource, call_with_token, mp_client, work_client
+from webapp.clients import mp_client, work_client
+from webapp.tokens import TokenSource, call_with_token
 from webapp.wechat import WeChatAPIError, WeChatError, diagnose_transport
 
 log = logging.getLogger(__name__)
@@ -102,41 +107,7 @@ def accept(*, api_app_id: int | None, request_id: str, configured, notification:
 # --- sending --------------------------------------------------------------------------------------
 
 def _pool(app: Flask) -> ThreadPoolExecutor:
-    pool = app.extensions.get("delivery_pool")
-    if pool is None:
-        pool = app.extensions["delivery_pool"] = ThreadPoolExecutor(
-            max_workers=int(app.config["DELIVERY_POOL_SIZE"]), thread_name_prefix="delivery")
-    return pool
-
-
-def _detail_signer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="message-detail")
-
-
-def detail_url(message: Message) -> str | None:
-    """A signed, unguessable link to the whole message, when FLASK_PUBLIC_URL is set.
-
-    The link is the same on every attempt (no time inside it), so a retried WeCom message is
-    identical to the first and WeChat's duplicate check recognises it; it expires
-    DETAIL_LINK_MAX_AGE after the message was accepted (checked when it is opened).
-    """
-    base = current_app.config.get("PUBLIC_URL")
-    if not base:
-        return None
-    return f"{base}/m/{_detail_signer().dumps(message.public_id)}"
-
-
-def read_detail_token(token: str) -> str | None:
-    """The message id in a detail link, or None when the link is forged."""
-    try:
-        return _detail_signer().loads(token)
-    except Exception:  # BadSignature or malformed input: both mean "no such link"
-        return None
-
-
-def detail_expired(message: Message) -> bool:
-    """Whether a message's detail link is past its lifetime."""
-    return utcnow() - message.created_at > timedelta(seconds=int(current_app.config["DETAIL_LINK_MAX_AGE"]))
+    return runtime.state(app).delivery_pool
 
 
 def _notification(message: Message) -> Notification:
@@ -159,11 +130,11 @@ def _outcome(exc: Exception | None, *, attempts: int, created_at, channel: str) 
         return {"status": SENT, "errcode": None, "errmsg": None, "sent_at": now, "claimed_until": None}
     if isinstance(exc, WeChatAPIError):
         errcode, errmsg, transient = exc.errcode, exc.errmsg, exc.transient
-        sentence = exc.diagnosis.message_en
+        sentence = exc.diagnosis.message("en")
     else:
         diagnosis = diagnose_transport(exc) if isinstance(exc, WeChatError) else None
         errcode, errmsg, transient = None, str(exc)[:500], True
-        sentence = diagnosis.message_en if diagnosis else "unexpected error"
+        sentence = diagnosis.message("en") if diagnosis else "unexpected error"
     too_old = now - created_at > timedelta(seconds=float(current_app.config["DELIVERY_MAX_AGE_SECONDS"]))
     if transient and not too_old:
         return {"status": QUEUED, "errcode": errcode, "errmsg": errmsg, "next_attempt_at": now + _backoff(attempts),
@@ -338,6 +309,11 @@ def deliver_many(work: list[tuple[Message, list[Delivery]]], budget: float, clai
     others back (the retry job drains many single-receiver messages at the pool's width). The rows
     are held by ``claim``: each call holds it until it has recorded its outcome, so calls still
     running after the budget keep their rows' leases alive.
+
+    Only the ids and channel of the objects passed in are read, and the caller's session is left as
+    it is: a caller holding a transaction while it waits keeps a database connection the pool's
+    threads may need, so it should end its reads first (``accept`` commits, ``deliver_due`` reads
+    on a session of its own).
     """
     app = current_app._get_current_object()
     pool = _pool(app)
@@ -350,9 +326,6 @@ def deliver_many(work: list[tuple[Message, list[Delivery]]], budget: float, clai
             future = pool.submit(logs.carry(func), app, claim, *args)
             future.add_done_callback(lambda _future: registry.let_go(claim))
             futures[future] = args[1] if isinstance(args[1], list) else [args[1]]
-    # Nothing is pending in this session (the messages are stored): end its transaction so that it
-    # holds no database connection while the pool's threads need theirs.
-    db.session.rollback()
     done, pending = wait(futures, timeout=budget)
     # Calls not started yet are dropped and their rows released, so the retry job takes them at
     # once; calls already running finish in the background and record their own outcome.
@@ -411,68 +384,15 @@ def deliver_due(limit: int = 200) -> int:
         ids = claim_due(claim, limit)
         if not ids:
             return 0
-        rows = list(db.session.scalars(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.message_id, Delivery.id)))
-        # One budget for the whole run, not one per message, so one run cannot go on for long.
-        work = [(db.session.get(Message, message_id), list(group))
-                for message_id, group in groupby(rows, key=lambda d: d.message_id)]
+        # Read on a short session of its own: no transaction (nor connection) is held while the
+        # pool's threads send, and the job's session is left alone.
+        with Session(db.engine, expire_on_commit=False) as session:
+            rows = list(session.scalars(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.message_id, Delivery.id)))
+            # One budget for the whole run, not one per message, so one run cannot go on for long.
+            work = [(session.get(Message, message_id), list(group))
+                    for message_id, group in groupby(rows, key=lambda d: d.message_id)]
         deliver_many(work, _retry_budget(), claim)
         return len(rows)
     finally:
         registry.let_go(claim)
 
-
-def describe_accepted(message: Message, invalid_usernames: list[str] | None = None) -> dict:
-    """The answer's ``data`` as :func:`accept` stored it, from memory (no database round trip).
-
-    Taken right after ``accept``: if the database goes away before the real statuses can be read,
-    the caller is still told its message was accepted (it is stored, and will be delivered) rather
-    than an error that would make it send the message a second time.
-    """
-    return {
-        "message_id": message.public_id,
-        "deliveries": [
-            {"receiver": d.receiver, "username": d.username, "status": d.status or QUEUED,
-             "errcode": d.errcode, "errmsg": d.errmsg, "receipt": None}
-            for d in message.deliveries
-        ],
-        "username_check": {"invalid": invalid_usernames or []},
-    }
-
-
-def record_receipt(wx_msgid: str, status: str) -> int:
-    """WeChat's delivery report for a template message (TEMPLATESENDJOBFINISH); returns rows updated."""
-    with db.write_connection() as connection:
-        return connection.execute(update(Delivery).where(Delivery.wx_msgid == wx_msgid).values(receipt=status[:64])).rowcount
-
-
-def retry_now(delivery_id: int, actor: str = "system") -> Delivery | None:
-    """An administrator (``actor``) asks for a failed delivery to be tried again at once (audited)."""
-    with db.transaction() as session:
-        delivery = session.get(Delivery, delivery_id)
-        if delivery is None or delivery.status != FAILED:
-            return delivery
-        # Recorded in the same transaction as the change: no retry without its audit entry, nor the reverse.
-        session.add(AuditEntry(actor=actor, action="delivery.retry", target=str(delivery.receiver),
-                               detail={"delivery": delivery_id, "errcode": delivery.errcode}))
-        delivery.status, delivery.next_attempt_at, delivery.claimed_until, delivery.claimed_by = QUEUED, utcnow(), None, None
-    return delivery
-
-
-# --- answering ------------------------------------------------------------------------------------
-
-def describe(message: Message, invalid_usernames: list[str] | None = None) -> dict:
-    """The ``data`` of the send API's answer (and of the status endpoint), with current statuses."""
-    # The pool's threads wrote the outcomes on their own connections: end any read transaction of
-    # this session (its snapshot would hide them) and forget the objects it loaded before.
-    db.session.rollback()
-    db.session.expire_all()
-    rows = list(db.session.scalars(select(Delivery).where(Delivery.message_id == message.id).order_by(Delivery.id)))
-    return {
-        "message_id": message.public_id,
-        "deliveries": [
-            {"receiver": d.receiver, "username": d.username, "status": d.status,
-             "errcode": d.errcode, "errmsg": d.errmsg, "receipt": d.receipt}
-            for d in rows
-        ],
-        "username_check": {"invalid": invalid_usernames or []},
-    }

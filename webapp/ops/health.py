@@ -13,7 +13,7 @@ import re
 from flask import current_app
 from sqlalchemy import select, text
 
-from webapp import jobs
+from webapp import heartbeat, runtime
 from webapp.extensions import db
 from webapp.models import AccessToken, utcnow
 
@@ -32,7 +32,7 @@ def report() -> tuple[dict, int]:
         log.warning("health check: database unavailable: %s", type(exc).__name__)
         answer.update(status="error", database="unavailable", scheduler=scheduler(None), tokens={})
         return answer, 503
-    answer["scheduler"] = scheduler(jobs.heartbeat_age())
+    answer["scheduler"] = scheduler(heartbeat.age())
     answer["tokens"] = tokens()
     if answer["scheduler"]["status"] != "ok" or any(t.get("status") == "failing" for t in answer["tokens"].values()):
         answer["status"] = "degraded"
@@ -47,12 +47,21 @@ def scheduler(heartbeat_age: float | None) -> dict:
         status = "never"
     else:
         status = "ok" if heartbeat_age <= stale_after else "stale"
+    state = scheduler_state(app)
     return {
-        "in_process": jobs.state(app) == "running",
-        "state": jobs.state(app),
+        "in_process": state == "running",
+        "state": state,
         "last_heartbeat_age_seconds": None if heartbeat_age is None else round(heartbeat_age, 1),
         "status": status,
     }
+
+
+def scheduler_state(app) -> str:
+    """``running`` or ``stopped`` (in this process), ``external`` (another process runs it), or ``off``."""
+    in_process = runtime.state(app).scheduler_state
+    if in_process == "none":
+        return "external" if not app.config["SCHEDULER_ENABLED"] else "off"
+    return in_process
 
 
 def tokens() -> dict:

@@ -1,1 +1,1 @@
-"""First-run set-up: until an administrator exists, every page leads here."""
+"""First-run set-up and the set-up wizard: until an administrator exists, every page leads here."""

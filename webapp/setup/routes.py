@@ -1,30 +1,20 @@
 """The first-run page and the guard that leads every page there until set-up is done."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import login_user
 
-from webapp.auth.services import UserError, admin_exists
+from webapp import channel as channel_config
+from webapp.auth.services import UserError
+from webapp.setup.blueprint import bp
 from webapp.setup.forms import AdminForm
-from webapp.setup.services import SetupAlreadyDone, create_first_admin
+from webapp.setup.services import SetupAlreadyDone, create_first_admin, setup_done
 from webapp.web import error_response, is_machine_path, wants_json_response
-
-bp = Blueprint("setup", __name__, url_prefix="/setup")
 
 # Reachable before set-up: the set-up pages themselves, static files (ours and Bootstrap's), health
 # checks and metrics, the simulator.
 OPEN_PREFIXES = ("/setup", "/static/", "/bootstrap/static/", "/healthz", "/metrics", "/simulator", "/language/", "/m/")
-
-
-def setup_done() -> bool:
-    """Whether an administrator exists; remembered per process once true (it never becomes false)."""
-    if current_app.extensions.get("setup_done"):
-        return True
-    done = admin_exists()
-    if done:
-        current_app.extensions["setup_done"] = True
-    return done
 
 
 @bp.before_app_request
@@ -54,14 +44,9 @@ def index():
         except UserError as exc:
             form[exc.field].errors.append(str(exc))
         else:
-            current_app.extensions["setup_done"] = True
             login_user(user)
             flash(_("Welcome! Your administrator account %(name)s is ready.", name=user.username), "success")
             # With no WeChat channel yet, the next thing to do is the set-up wizard.
-            from webapp import channel as channel_config
-
             return redirect(url_for("setup.wizard_index" if channel_config.load() is None else "console.index"))
     return render_template("setup/admin.html", form=form), 400 if form.is_submitted() else 200
 
-
-from webapp.setup import wizard  # noqa: E402,F401  (the set-up wizard's routes, on this blueprint)

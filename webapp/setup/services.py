@@ -4,11 +4,20 @@ from __future__ import annotations
 from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
+from webapp import runtime
 from webapp.auth.services import UserError, admin_exists, check_new_credentials
 from webapp.extensions import db
 from webapp.models import AppState, AuditEntry, User
 
 SETUP_MARKER = "setup.admin_created"
+
+
+def setup_done() -> bool:
+    """Whether an administrator exists; remembered by the process once true (it never becomes false)."""
+    process = runtime.state()
+    if not process.setup_done and admin_exists():
+        process.setup_done = True
+    return process.setup_done
 
 
 class SetupAlreadyDone(Exception):
@@ -35,4 +44,5 @@ def create_first_admin(username: str, password: str) -> User:
         if admin_exists():
             raise SetupAlreadyDone() from None
         raise UserError(_("The user name %(name)s is already taken.", name=username)) from None
+    runtime.state().setup_done = True
     return user

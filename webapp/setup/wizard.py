@@ -4,11 +4,14 @@ Seven steps, one form each, validated on the server: channel, prerequisites, key
 (Official Account) , callback (Official Account) or trusted domain (WeCom), save and test, done.
 Answers stay in the administrator's draft until the Save step writes them as the configuration in
 one transaction. ``/setup/wizard/`` resumes the draft at its step; a finished draft (or none) gives
-a new one, pre-filled from the configuration when there is one.
+a new one, pre-filled from the configuration when there is one. Every view is a :func:`wizard_step`;
+a GET changes nothing (a new draft is stored by its first answer, the Finish button closes it).
 """
 from __future__ import annotations
 
 import json
+
+from functools import wraps
 
 from flask import flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -17,10 +20,11 @@ from flask_login import current_user
 from webapp import channel as channel_config
 from webapp import security
 from webapp.auth.routes import admin_required
+from webapp.binding import services as binding_services
 from webapp.models import CHANNEL_MP, CHANNEL_QYWX
 from webapp.setup import wizard_services as services
-from webapp.setup.routes import bp
-from webapp.setup.wizard_forms import (CallbackForm, ChannelForm, CheckAgainForm, MpKeysForm,
+from webapp.setup.blueprint import bp
+from webapp.setup.wizard_forms import (CallbackForm, ChannelForm, CheckAgainForm, FinishForm, MpKeysForm,
                                        QyKeysForm, RestartForm, SaveForm, TemplateForm, TestMessageForm)
 from webapp.wechat import generate_encoding_aes_key, generate_token
 
@@ -72,12 +76,13 @@ def _render(step: str, draft, **context):
                            simulator_url=services.simulator_url(draft.wx_type), **context)
 
 
-def _draft_for(step: str):
-    """The administrator's draft if ``step`` may be shown now; otherwise a redirect to where to go."""
-    draft = services.current_draft(current_user.id)
-    if draft is None or (draft.state == services.DONE and step in services.DRAFT_STEPS):
-        # A finished wizard is started again: a new draft, pre-filled from the configuration.
-        draft = services.resume_or_start(current_user.id)
+def _resolve(step: str):
+    """The draft to show at ``step``, or a redirect to where to go instead. Writes nothing."""
+    draft, reason = services.draft_for_page(current_user.id, step)
+    if reason == "unsaved" and step in ("test", "done"):
+        # The configuration was removed meanwhile (another administrator, the CLI): start again.
+        flash(_("There is no saved configuration any more: run the wizard again."), "warning")
+        return draft, redirect(url_for(ENDPOINTS["channel"]))
     if not services.reachable(draft, step):
         target = services.first_open_step(draft)
         if step in services.flow(draft.wx_type) and draft.state == services.OPEN:
@@ -85,9 +90,28 @@ def _draft_for(step: str):
         elif draft.state != services.OPEN and step in services.DRAFT_STEPS:
             flash(_("The configuration is saved. To change it, start the wizard again."), "info")
         return draft, redirect(url_for(ENDPOINTS[target]))
-    if draft.step != step and draft.state == services.OPEN:
-        services.update(draft, step=step)
     return draft, None
+
+
+def wizard_step(step: str):
+    """Make a view the page of the wizard's ``step``: administrators only, called with the draft.
+
+    The view runs only when ``step`` may be shown now (the steps before it are done); otherwise the
+    browser is sent to the step to do first. Finding the draft writes nothing: a new draft is stored
+    by the first answer (a POST) that changes it.
+    """
+    def decorate(view):
+        @wraps(view)
+        @admin_required
+        def wrapped():
+            draft, elsewhere = _resolve(step)
+            if elsewhere is not None:
+                return elsewhere
+            return view(draft)
+
+        return wrapped
+
+    return decorate
 
 
 def _go(draft, step: str):
@@ -104,7 +128,9 @@ def _go(draft, step: str):
 @admin_required
 def wizard_index():
     """Resume the draft at its step (a new draft, pre-filled from the configuration, when none is open)."""
-    draft = services.resume_or_start(current_user.id)
+    draft, reason = services.draft_for_page(current_user.id)
+    if reason == "unsaved":
+        flash(_("There is no saved configuration any more: run the wizard again."), "warning")
     step = draft.step if services.reachable(draft, draft.step) else services.first_open_step(draft)
     if draft.state == services.SAVED:
         step = "test"
@@ -136,12 +162,9 @@ def wizard_generate(kind: str):
 # --- 1. channel -----------------------------------------------------------------------------------
 
 @bp.route("/wizard/channel", methods=["GET", "POST"])
-@admin_required
-def wizard_channel():
+@wizard_step("channel")
+def wizard_channel(draft):
     """Step 1: the Official Account or WeCom, with what each needs side by side."""
-    draft, elsewhere = _draft_for("channel")
-    if elsewhere:
-        return elsewhere
     form = ChannelForm(data={"wx_type": draft.wx_type} if request.method == "GET" else None)
     if form.validate_on_submit():
         chosen = form.wx_type.data
@@ -155,23 +178,26 @@ def wizard_channel():
 # --- 2. prerequisites -----------------------------------------------------------------------------
 
 @bp.route("/wizard/prerequisites", methods=["GET", "POST"])
-@admin_required
-def wizard_prerequisites():
-    """Step 2: this server reaches the WeChat API (DNS, TLS, HTTP); the browser's reach is checked by wizard.js."""
-    draft, elsewhere = _draft_for("prerequisites")
-    if elsewhere:
-        return elsewhere
+@wizard_step("prerequisites")
+def wizard_prerequisites(draft):
+    """Step 2: this server reaches the WeChat API (DNS, TLS, HTTP); the browser's reach is checked by wizard.js.
+
+    The server's check runs on a POST ("Check again", or "Next"); a page shows the last outcome, and
+    asks wizard.js to check at once when there is none yet.
+    """
     form = CheckAgainForm()
-    probes = services.check_api_host(draft.wx_type)
-    passed = services.probes_passed(probes)
-    if form.validate_on_submit() and form.submit.data:
-        if passed:
-            services.update(draft, checks_update={"prerequisites": {"passed": True}})
-            return _go(draft, "prerequisites")
-        flash(_("This server cannot reach the WeChat API yet: fix what is marked below, then check again."), "danger")
+    probes = services.stored_probes(draft)
+    if form.validate_on_submit():
+        probes = services.check_prerequisites(draft)
+        if form.submit.data:
+            if services.probes_passed(probes):
+                return _go(draft, "prerequisites")
+            flash(_("This server cannot reach the WeChat API yet: fix what is marked below, then check again."), "danger")
     sites = services.BROWSER_SITES[draft.wx_type]
     security.allow_connect(*sites)  # wizard.js probes these sites from the administrator's browser
-    return _render("prerequisites", draft, form=form, probes=probes, passed=passed,
+    ip_advice = next((services.probe_advice(p, draft.wx_type) for p in probes or () if p.kind == "ip"), None)
+    return _render("prerequisites", draft, form=form, probes=probes, passed=bool(probes) and services.probes_passed(probes),
+                   ip_advice=ip_advice, autocheck=probes is None and request.method == "GET",
                    api_base=services.api_base(draft.wx_type), real_host=services.API_HOSTS[draft.wx_type],
                    sites=sites)
 
@@ -184,12 +210,9 @@ def _have(draft) -> set[str]:
 
 
 @bp.route("/wizard/keys", methods=["GET", "POST"])
-@admin_required
-def wizard_keys():
+@wizard_step("keys")
+def wizard_keys(draft):
     """Step 3: the account's keys, each checked live against WeChat when submitted."""
-    draft, elsewhere = _draft_for("keys")
-    if elsewhere:
-        return elsewhere
     given = services.answers(draft)
     found = services.checks(draft)
     mp = draft.wx_type == CHANNEL_MP
@@ -258,12 +281,9 @@ def _sample_from(args) -> dict:
 
 
 @bp.route("/wizard/template", methods=["GET", "POST"])
-@admin_required
-def wizard_template():
+@wizard_step("template")
+def wizard_template(draft):
     """Step 4: choose the template and map heading/message/date/remark to its keys, with a live preview."""
-    draft, elsewhere = _draft_for("template")
-    if elsewhere:
-        return elsewhere
     found = services.checks(draft)
     templates = found.get("templates") or []
     failure = None
@@ -324,12 +344,9 @@ def wizard_template_preview():
 # --- 5. callback (Official Account) ---------------------------------------------------------------
 
 @bp.route("/wizard/callback", methods=["GET", "POST"])
-@admin_required
-def wizard_callback():
+@wizard_step("callback")
+def wizard_callback(draft):
     """Step 5: what to enter on WeChat's 服务器配置 page, a self-test, then WeChat's own check, live."""
-    draft, elsewhere = _draft_for("callback")
-    if elsewhere:
-        return elsewhere
     found = services.checks(draft)
     given = services.answers(draft)
     test = found.get("callback")
@@ -376,34 +393,33 @@ def wizard_callback_status():
 # --- 5. trusted domain (WeCom) --------------------------------------------------------------------
 
 @bp.route("/wizard/domain", methods=["GET", "POST"])
-@admin_required
-def wizard_domain():
-    """Step 5 (WeCom): the trusted domain to set, checked against the application's, and who can see it."""
-    draft, elsewhere = _draft_for("domain")
-    if elsewhere:
-        return elsewhere
+@wizard_step("domain")
+def wizard_domain(draft):
+    """Step 5 (WeCom): the trusted domain to set, checked against the application's, and who can see it.
+
+    A page shows the application as WeCom last described it (the keys step read it); "Check again"
+    and "Next" read it again.
+    """
     form = CheckAgainForm()
-    result, failure = services.attempt(services.check_domain, draft)
-    if result is not None:
-        services.update(draft, checks_update={"agent": result})
-    if form.validate_on_submit() and form.submit.data:
-        if result is not None and result["match"]:
-            return _go(draft, "domain")
-        if result is not None:
-            flash(_("Set the trusted domain as shown below first: WeCom refuses the sign-in of people binding "
-                    "their WeChat while it differs."), "danger")
-    return _render("domain", draft, form=form, failure=failure, result=result, expected=services.expected_domain())
+    result, failure = services.domain_result(services.checks(draft).get("agent")), None
+    if form.validate_on_submit():
+        result, failure = services.attempt(services.check_domain, draft)
+        if form.submit.data:
+            if result is not None and result["match"]:
+                return _go(draft, "domain")
+            if result is not None:
+                flash(_("Set the trusted domain as shown below first: WeCom refuses the sign-in of people binding "
+                        "their WeChat while it differs."), "danger")
+    return _render("domain", draft, form=form, failure=failure, result=result, expected=services.expected_domain(),
+                   autocheck=result is None and request.method == "GET")
 
 
 # --- 6. save and test ------------------------------------------------------------------------------
 
 @bp.route("/wizard/save", methods=["GET", "POST"])
-@admin_required
-def wizard_save():
+@wizard_step("save")
+def wizard_save(draft):
     """Step 6: check everything once more and write the configuration in one transaction."""
-    draft, elsewhere = _draft_for("save")
-    if elsewhere:
-        return elsewhere
     form = SaveForm()
     failure = None
     if form.validate_on_submit():
@@ -416,14 +432,9 @@ def wizard_save():
 
 
 @bp.route("/wizard/test", methods=["GET", "POST"])
-@admin_required
-def wizard_test():
+@wizard_step("test")
+def wizard_test(draft):
     """Step 6: bind yourself (the real bind flow) and send yourself a test message through the delivery engine."""
-    draft, elsewhere = _draft_for("test")
-    if elsewhere:
-        return elsewhere
-    from webapp.binding import services as binding
-
     form = TestMessageForm()
     error = None
     if form.validate_on_submit():
@@ -435,13 +446,13 @@ def wizard_test():
             return redirect(url_for("setup.wizard_test"))
     configured = channel_config.load()
     if configured is None:
-        # The configuration was removed meanwhile (another administrator, the CLI): start again.
-        services.start_draft(current_user.id)
+        # Removed between the step's check and here (another administrator, the CLI): start again.
         flash(_("There is no saved configuration any more: run the wizard again."), "warning")
         return redirect(url_for("setup.wizard_channel"))
     message_id = services.checks(draft).get("test_message")
-    return _render("test", draft, form=form, error=error, configured=configured, state=binding.status(current_user),
-                   result=services.delivery_report(message_id), message_id=message_id)
+    return _render("test", draft, form=form, finish_form=FinishForm(prefix="finish"), error=error, configured=configured,
+                   state=binding_services.status(current_user), result=services.delivery_report(message_id),
+                   message_id=message_id)
 
 
 @bp.get("/wizard/test/status")
@@ -459,15 +470,18 @@ def wizard_test_status():
 
 # --- 7. done --------------------------------------------------------------------------------------
 
-@bp.get("/wizard/done")
-@admin_required
-def wizard_done():
-    """Step 7: the summary (secrets masked), the audit entry, and where to go next."""
-    draft, elsewhere = _draft_for("done")
-    if elsewhere:
-        return elsewhere
-    if draft.state != services.DONE:
-        services.update(draft, state=services.DONE, step="done", done="test")
+@bp.route("/wizard/done", methods=["GET", "POST"])
+@wizard_step("done")
+def wizard_done(draft):
+    """Step 7: the summary (secrets masked), the audit entry, and where to go next.
+
+    The Finish button of the test step posts here: that closes the draft (the next visit starts a new one).
+    """
+    form = FinishForm(prefix="finish")
+    if form.validate_on_submit():
+        if draft.state != services.DONE:
+            services.finish(draft)
+        return redirect(url_for("setup.wizard_done"))
     found = services.checks(draft)
     configured = channel_config.load()
     masked = {}

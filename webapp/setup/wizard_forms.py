@@ -60,7 +60,7 @@ class ChannelForm(FlaskForm):
 
 
 class CheckAgainForm(FlaskForm):
-    """Steps whose checks run on every visit (prerequisites, trusted domain): check again, or go on."""
+    """Steps whose check is shown as last run (prerequisites, trusted domain): check again, or check and go on."""
 
     recheck = SubmitField(_l("Check again"))
     submit = SubmitField(_l("Next"))
@@ -257,6 +257,12 @@ class TestMessageForm(FlaskForm):
     """Step 6: send yourself a test message."""
 
     submit = SubmitField(_l("Send me a test message"))
+
+
+class FinishForm(FlaskForm):
+    """Step 6 → 7: close the wizard (the configuration is saved and tested)."""
+
+    submit = SubmitField(_l("Finish"))
 
 
 class RestartForm(FlaskForm):

@@ -1,9 +1,11 @@
 """The set-up wizard's work: drafts, the checks of each step, and writing the configuration.
 
-An administrator's answers are kept in a :class:`~webapp.models.WizardDraft` (one per administrator)
-until the "Save" step writes them as the channel configuration in one transaction
-(:func:`webapp.channel.save`). Secret answers are stored encrypted and never handed to a page in
-full. Each step's check is here, so that routes only parse forms and render:
+An administrator's answers are kept in a :class:`~webapp.models.WizardDraft` (one per administrator,
+read and written through :mod:`webapp.setup.drafts`) until the "Save" step writes them as the channel
+configuration, its audit entry and the draft's new state in one transaction. Secret answers are
+stored encrypted and never handed to a page in full. Showing a page writes nothing and calls nobody:
+the checks run when the administrator posts (or a page's script posts for them), and a page shows
+the last outcome. Each step's check is here, so that routes only parse forms and render:
 
 - prerequisites: can this server reach the WeChat API host (DNS, TLS, HTTP)?
 - keys: a live token fetch with exactly the entered keys (and, for the Official Account, its templates);
@@ -14,13 +16,12 @@ full. Each step's check is here, so that routes only parse forms and render:
 """
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import socket
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,17 +29,20 @@ from urllib.parse import urlsplit
 import requests
 from flask import current_app, request
 from flask_babel import get_locale
-from sqlalchemy import delete, select
+from flask_babel import gettext as _
+from sqlalchemy import select
 
 from webapp import channel as channel_config
 from webapp.channel import DEFAULT_TEMPLATE_FIELDS, SECRET_KEYS, CheckFailed, ConfigInvalid
 from webapp.extensions import db
 from webapp.models import CHANNEL_MP, CHANNEL_QYWX, AuditEntry, WizardDraft, utcnow
-from webapp.secretbox import SecretUnreadable, box
-from webapp.tokens import TokenSource, call_with_token, mp_client
+from webapp.setup import drafts
+from webapp.setup.drafts import (DONE, DRAFT_SECRETS, MP_ANSWERS, OPEN, QY_ANSWERS, SAVED, answers, checks,
+                                 current_draft, read_secrets)
+from webapp.clients import http_session, mp_client
+from webapp.tokens import TokenSource, call_with_token
 from webapp.wechat import WeChatError, diagnose, sign, template_keys
 from webapp.wechat.errors import classify_transport
-from webapp.wechat.http import shared_session
 
 CALLBACK_PATH = "/console/user_center/weixin/mp/callback/"
 
@@ -55,14 +59,6 @@ POSITION = {"channel": 1, "prerequisites": 2, "keys": 3, "template": 4, "callbac
 #: Steps answered while the draft is open (the rest come after the configuration is written).
 DRAFT_STEPS = ("channel", "prerequisites", "keys", "template", "callback", "domain")
 
-OPEN, SAVED, DONE = "open", "saved", "done"
-
-#: Secret answers: kept encrypted in the draft. The Token is not shown masked (it must be typed into
-#: WeChat's page), but it is stored encrypted like the configuration stores it.
-DRAFT_SECRETS = ("wx_secret", "wx_token", "wx_encoding_aes_key", "wx_qy_corpsecret")
-MP_ANSWERS = ("wx_app_id", "wx_encrypt_mode", "wx_template_id", "wx_template_fields")
-QY_ANSWERS = ("wx_qy_corpid", "wx_qy_agentid", "wx_qy_msgtype")
-
 
 def flow(wx_type: str | None) -> tuple[str, ...]:
     """The steps for the channel (the Official Account's until a channel is chosen)."""
@@ -77,63 +73,45 @@ def lang() -> str:
         return "en"
 
 
-def in_language(message_en: str, message_zh: str) -> str:
-    """The sentence for the page language."""
-    return message_zh if lang().startswith("zh") else message_en
-
-
 # --- drafts ---------------------------------------------------------------------------------------
+# Reading a draft never writes: a page shows the stored draft, or a new one that is stored only when
+# the administrator answers (a POST).
 
-def current_draft(user_id: int) -> WizardDraft | None:
-    """The administrator's draft, whatever its state, or None."""
-    return db.session.scalar(select(WizardDraft).where(WizardDraft.user_id == user_id))
+def draft_for_page(user_id: int, step: str | None = None) -> tuple[WizardDraft, str | None]:
+    """The draft a page of the wizard shows, without writing anything, and why it is a new one.
+
+    The stored draft; a new one (pre-filled from the configuration) when there is none, when the
+    stored one is finished and ``step`` is one of the answering steps, or when its configuration was
+    removed meanwhile (another administrator, the CLI). The reason is None, or "unsaved" in that last case.
+    """
+    stored_draft = current_draft(user_id)
+    if stored_draft is not None and stored_draft.state in (SAVED, DONE) and channel_config.load() is None:
+        return drafts.new_draft(user_id), "unsaved"
+    if stored_draft is None or stored_draft.state == DONE and (step is None or step in DRAFT_STEPS):
+        return drafts.new_draft(user_id, channel_config.load()), None
+    return stored_draft, None
 
 
 def start_draft(user_id: int) -> WizardDraft:
-    """A fresh draft for the administrator, pre-filled from the configuration when one exists.
+    """Store a fresh draft for the administrator, pre-filled from the configuration when one exists.
 
     Replaces any draft the administrator had (one per administrator).
     """
-    configured = channel_config.load()
-    answers: dict[str, Any] = {}
-    secret_values: dict[str, str] = {}
-    wx_type = None
-    if configured is not None:
-        wx_type = configured.wx_type
-        for key in MP_ANSWERS + QY_ANSWERS:
-            value = getattr(configured, key, None)
-            if value is not None:
-                answers[key] = dict(value) if isinstance(value, dict) else value
-        for key in DRAFT_SECRETS:
-            value = getattr(configured, key, None)
-            if value:
-                secret_values[key] = value
+    draft = drafts.new_draft(user_id, channel_config.load())
     with db.transaction() as session:
-        session.execute(delete(WizardDraft).where(WizardDraft.user_id == user_id))
-        draft = WizardDraft(user_id=user_id, state=OPEN, step="channel", wx_type=wx_type, answers=answers,
-                            secrets_enc=box().encrypt(json.dumps(secret_values)), checks={"done": []},
-                            prefilled=configured is not None)
-        session.add(draft)
+        drafts.replace(session, draft)
     return draft
 
 
-def resume_or_start(user_id: int) -> WizardDraft:
-    """The administrator's open or saved draft; a new one when there is none or the last one is finished."""
-    draft = current_draft(user_id)
-    if draft is None or draft.state == DONE:
-        draft = start_draft(user_id)
-    return draft
+def update(draft: WizardDraft, **changes) -> WizardDraft:
+    """Change the draft in one transaction (see :func:`webapp.setup.drafts.record` for the changes).
 
-
-def read_secrets(draft: WizardDraft) -> dict[str, str]:
-    """The draft's secret answers, decrypted (for checks and for saving, never for rendering)."""
-    if not draft.secrets_enc:
-        return {}
-    try:
-        return json.loads(box().decrypt(draft.secrets_enc) or "{}")
-    except (SecretUnreadable, ValueError):
-        # SECRET_KEY changed without the old one kept: the admin simply enters the secrets again.
-        return {}
+    A draft not stored yet (see :func:`draft_for_page`) is stored first, replacing the administrator's old one.
+    """
+    with db.transaction() as session:
+        if not drafts.is_stored(draft):
+            drafts.replace(session, draft)
+        return drafts.record(session, draft.id, **changes)
 
 
 def masked_secrets(draft: WizardDraft) -> dict[str, str]:
@@ -142,54 +120,6 @@ def masked_secrets(draft: WizardDraft) -> dict[str, str]:
     shown = {key: channel_config.masked(values.get(key)) for key in DRAFT_SECRETS}
     shown["wx_token"] = values.get("wx_token", "")
     return shown
-
-
-def answers(draft: WizardDraft) -> dict[str, Any]:
-    """The draft's non-secret answers."""
-    return dict(draft.answers or {})
-
-
-def checks(draft: WizardDraft) -> dict[str, Any]:
-    """What the draft's checks found (per step), and which steps are done."""
-    found = dict(draft.checks or {})
-    found.setdefault("done", [])
-    return found
-
-
-def update(draft: WizardDraft, *, step: str | None = None, wx_type: str | None = None,
-           answers_update: dict[str, Any] | None = None, secrets_update: dict[str, str | None] | None = None,
-           checks_update: dict[str, Any] | None = None, done: str | None = None,
-           undone: tuple[str, ...] = (), state: str | None = None) -> WizardDraft:
-    """Change the draft in one transaction. Secrets given as None or "" keep their current value."""
-    with db.transaction() as session:
-        row = session.get(WizardDraft, draft.id, with_for_update=True)
-        if row is None:
-            raise LookupError("the draft is gone")
-        if wx_type is not None:
-            row.wx_type = wx_type
-        if answers_update:
-            row.answers = {**(row.answers or {}), **answers_update}
-        if secrets_update:
-            values = read_secrets(row)
-            for key, value in secrets_update.items():
-                if value:
-                    values[key] = value
-            row.secrets_enc = box().encrypt(json.dumps(values))
-        found = {**(row.checks or {})}
-        found.setdefault("done", [])
-        if checks_update:
-            found.update(checks_update)
-        finished = [s for s in found["done"] if s not in undone]
-        if done and done not in finished:
-            finished.append(done)
-        found["done"] = finished
-        row.checks = found
-        if step is not None:
-            row.step = step
-        if state is not None:
-            row.state = state
-        row.updated_at = utcnow()
-    return row
 
 
 def later_steps(wx_type: str | None, step: str) -> tuple[str, ...]:
@@ -241,17 +171,6 @@ def config_of(draft: WizardDraft) -> dict[str, Any]:
         if values.get("wx_qy_corpsecret"):
             data["wx_qy_corpsecret"] = values["wx_qy_corpsecret"]
     return data
-
-
-def open_draft_tokens() -> list[str]:
-    """Tokens of open Official Account drafts: WeChat's URL check signed with one of them is accepted."""
-    tokens = []
-    rows = db.session.scalars(select(WizardDraft).where(WizardDraft.state == OPEN, WizardDraft.wx_type == CHANNEL_MP))
-    for row in rows:
-        token = read_secrets(row).get("wx_token")
-        if token:
-            tokens.append(token)
-    return tokens
 
 
 # --- step 2: can this server reach the WeChat API? -------------------------------------------------
@@ -351,7 +270,7 @@ def check_api_host(wx_type: str, timeout: float = 5.0) -> list[Probe]:
             probes.append(Probe("tls", "skipped", extra={"plain_http": True}))
     started = time.monotonic()
     try:
-        answer = shared_session().get(base + PROBE_PATHS[wx_type], timeout=(timeout, timeout), allow_redirects=False)
+        answer = http_session().get(base + PROBE_PATHS[wx_type], timeout=(timeout, timeout), allow_redirects=False)
     except requests.RequestException as exc:
         probes.append(Probe("http", "failed", detail=str(exc)[:200], kind=classify_transport(exc), ms=_ms(started)))
         return probes
@@ -366,9 +285,9 @@ def check_api_host(wx_type: str, timeout: float = 5.0) -> list[Probe]:
     errcode = body.get("errcode")
     diagnosis = diagnose(errcode, str(body.get("errmsg", "")), wx_type)
     if diagnosis.kind == "ip":
+        # The errcode and WeChat's errmsg are kept (not a sentence), so the page says it in its language.
         probes.append(Probe("http", "failed", kind="ip", ms=_ms(started),
-                            extra={"errcode": errcode, "ip": diagnosis.ip, "en": diagnosis.message_en,
-                                   "zh": diagnosis.message_zh}))
+                            extra={"errcode": errcode, "errmsg": diagnosis.errmsg, "ip": diagnosis.ip}))
         return probes
     probes.append(Probe("http", "ok", detail=f"HTTP {answer.status_code}, errcode {errcode}", ms=_ms(started),
                         extra={"status": answer.status_code, "errcode": errcode}))
@@ -378,6 +297,32 @@ def check_api_host(wx_type: str, timeout: float = 5.0) -> list[Probe]:
 def probes_passed(probes: list[Probe]) -> bool:
     """Whether the API answered (the HTTP step passed)."""
     return any(p.name == "http" and p.state == "ok" for p in probes)
+
+
+def check_prerequisites(draft: WizardDraft) -> list[Probe]:
+    """Probe the API host of the draft's channel now and keep the outcome in the draft (for its page)."""
+    probes = check_api_host(draft.wx_type)
+    update(draft, checks_update={"prerequisites": {
+        "passed": probes_passed(probes), "api_base": api_base(draft.wx_type), "at": utcnow().isoformat(),
+        "probes": [asdict(p) for p in probes]}})
+    return probes
+
+
+def stored_probes(draft: WizardDraft) -> list[Probe] | None:
+    """The outcome of the last reachability check of the draft's API host (None: not checked yet).
+
+    A check of another API host (the channel or FLASK_WEIXIN_*_API_BASE changed since) does not count.
+    """
+    found = checks(draft).get("prerequisites") or {}
+    if found.get("api_base") != api_base(draft.wx_type) or not isinstance(found.get("probes"), list):
+        return None
+    return [Probe(**p) for p in found["probes"]]
+
+
+def probe_advice(probe: Probe, wx_type: str) -> str:
+    """What a refused IP address means and where to whitelist it, in the page language."""
+    extra = probe.extra or {}
+    return diagnose(extra.get("errcode"), extra.get("errmsg") or "", wx_type).message(lang())
 
 
 # --- step 3: the keys -----------------------------------------------------------------------------
@@ -396,18 +341,11 @@ def describe_template(template: dict) -> dict:
 
 
 def check_mp_keys(appid: str, secret: str) -> list[dict]:
-    """Fetch a token with exactly these keys and list the account's templates; raise CheckFailed.
+    """The account's templates, read with a token of exactly these keys; raise CheckFailed.
 
-    The same check as ``channel.check_live`` before a template is chosen (a token cached for the
-    account is not used: it would hide a wrong AppSecret).
+    The first half of ``channel.check_live`` (the same function), before a template is chosen.
     """
-    source = TokenSource.official_account(appid, secret)
-    try:
-        token, _ = source.fetch()
-        templates = mp_client().get_all_private_template(token)
-    except WeChatError as exc:
-        raise channel_config.check_failure(exc, channel_config.MP_KEY_BY_KIND) from None
-    return [describe_template(t) for t in templates]
+    return [describe_template(t) for t in channel_config.account_templates(appid, secret)]
 
 
 def fetch_templates(draft: WizardDraft) -> list[dict]:
@@ -435,7 +373,7 @@ def failure_view(exc: CheckFailed | ConfigInvalid) -> dict:
         key = next(iter(exc.errors), None)
         return {"message": "; ".join(f"{k}: {v}" for k, v in exc.errors.items()), "key": key, "errcode": None,
                 "ip": None, "ip_refused": False}
-    return {"message": in_language(exc.message_en, exc.message_zh), "key": exc.key, "errcode": exc.errcode,
+    return {"message": exc.message(lang()), "key": exc.key, "errcode": exc.errcode,
             "ip": exc.ip, "ip_refused": exc.errcode in (40164, 60020) or bool(exc.ip)}
 
 
@@ -596,8 +534,6 @@ def run_callback_test(public: str, token: str) -> dict:
 
 def callback_sentence(result: dict, service: str) -> str:
     """What a callback test outcome means and what to do, in the page language."""
-    from flask_babel import gettext as _
-
     url = result.get("url", "")
     parts = urlsplit(url)
     host = parts.hostname or url
@@ -658,8 +594,6 @@ def callback_sentence(result: dict, service: str) -> str:
 
 def port_warning(url: str) -> str | None:
     """WeChat only calls ports 80 and 443: a sentence when ``url`` names another port."""
-    from flask_babel import gettext as _
-
     parts = urlsplit(url)
     if parts.port and parts.port not in (80, 443):
         return _("WeChat only calls port 80 (http://) or 443 (https://), so it will refuse %(url)s (port %(port)s). "
@@ -669,8 +603,6 @@ def port_warning(url: str) -> str | None:
 
 def wechat_verification(since: str | None) -> dict:
     """WeChat's own URL check after ``since`` (ISO time): waiting, verified, or failed with the reason."""
-    from flask_babel import gettext as _
-
     if not since:
         return {"state": "waiting"}
     try:
@@ -712,10 +644,20 @@ def expected_domain() -> str:
 
 
 def check_domain(draft: WizardDraft) -> dict:
-    """Fetch the application again and compare its trusted domain with this service's; raise CheckFailed."""
+    """Fetch the application again, keep what WeCom said in the draft, and compare its trusted domain
+    with this service's (see :func:`domain_result`); raise CheckFailed."""
     data = config_of(draft)
     agent = check_qy_keys(data.get("wx_qy_corpid", ""), data.get("wx_qy_corpsecret", ""),
                           str(data.get("wx_qy_agentid", "")), data.get("wx_qy_msgtype", "text"))
+    update(draft, checks_update={"agent": agent})
+    return domain_result(agent)
+
+
+def domain_result(agent: dict | None) -> dict | None:
+    """The application as WeCom last described it (None: not read yet), with its trusted domain
+    compared with the one people reach this service at."""
+    if not agent:
+        return None
     expected = expected_domain()
     actual = (agent.get("redirect_domain") or "").strip()
     return {**agent, "expected": expected, "actual": actual, "match": actual.lower() == expected.lower()}
@@ -728,20 +670,27 @@ def clean_config(draft: WizardDraft) -> dict:
     return channel_config.normalize(config_of(draft), current=channel_config.load())
 
 
-def save(draft: WizardDraft, actor: str) -> int | None:
-    """Check the draft live once more and write it as the configuration; return the audit entry's id.
+def save(draft: WizardDraft, actor: str) -> int:
+    """Check the draft live once more, then write it as the configuration; return the audit entry's id.
 
-    Raises ConfigInvalid or CheckFailed with nothing written.
+    The configuration, its audit entry and the draft's new state are written in one transaction:
+    all of them or (on any failure) none. Raises ConfigInvalid or CheckFailed with nothing written.
     """
     clean = clean_config(draft)
+    # Checked before the transaction: no database lock is held while WeChat answers.
     channel_config.check_live(clean)
-    channel_config.save(clean, actor=actor)
-    audit_id = db.session.scalar(select(AuditEntry.id).where(AuditEntry.action == "channel.configure",
-                                                             AuditEntry.actor == actor)
-                                 .order_by(AuditEntry.id.desc()).limit(1))
-    update(draft, state=SAVED, step="test", done="save",
-           checks_update={"saved_at": utcnow().isoformat(timespec="seconds"), "audit_id": audit_id})
+    with db.transaction() as session:
+        _row, audit = channel_config.store(session, clean, actor=actor)
+        drafts.record(session, draft.id, state=SAVED, step="test", done="save",
+                      checks_update={"saved_at": utcnow().isoformat(timespec="seconds"), "audit_id": audit.id})
+        audit_id = audit.id
+    channel_config.forget_cached()
     return audit_id
+
+
+def finish(draft: WizardDraft) -> WizardDraft:
+    """Close the wizard: the draft is done (the next visit starts a new one from the configuration)."""
+    return update(draft, state=DONE, step="done", done="test")
 
 
 # --- step 6: the test message ---------------------------------------------------------------------
@@ -751,8 +700,6 @@ def send_test(user) -> dict:
 
     Returns ``{"message_id"}`` or ``{"error"}`` (not bound / no configuration).
     """
-    from flask_babel import gettext as _
-
     from webapp.binding.services import active_binding
     from webapp.delivery import engine
     from webapp.delivery.content import Notification
@@ -774,7 +721,7 @@ def send_test(user) -> dict:
 
 def delivery_report(message_id: str | None) -> dict | None:
     """The test message's deliveries with a sentence per failure (None when there is no such message)."""
-    from webapp.delivery import engine
+    from webapp.delivery import answers
     from webapp.models import Message
 
     if not message_id:
@@ -783,7 +730,7 @@ def delivery_report(message_id: str | None) -> dict | None:
     message = db.session.scalar(select(Message).where(Message.public_id == message_id))
     if message is None:
         return None
-    data = engine.describe(message)
+    data = answers.describe(message)
     for delivery in data["deliveries"]:
         delivery["advice"] = None
         if delivery["status"] == "failed":

@@ -22,42 +22,13 @@ are threaded, as a production server must be too.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Mapping
 
-from flask import Blueprint, Flask, current_app, redirect, url_for
+from flask import Flask, redirect, url_for
 
-from webapp.simulator.world import World
-
-_PROJECT = Path(__file__).resolve().parents[2]
-#: Where the app keeps its World in ``app.extensions``.
-EXTENSION = "weixin_simulator"
-
-bp = Blueprint(
-    "simulator",
-    __name__,
-    url_prefix="/simulator",
-    # Absolute folders, so pages and assets resolve the same way inside the main app and alone.
-    template_folder=str(_PROJECT / "templates"),
-    static_folder=str(_PROJECT / "static" / "simulator"),
-    static_url_path="/static",
-)
-
-
-@bp.record_once
-def _attach_world(state: Any) -> None:
-    """Give the app its World, and keep the app's CSRF protection (if any) off these routes:
-    WeChat's API takes no CSRF token, and the control panel is a local tool."""
-    state.app.extensions.setdefault(EXTENSION, World())
-    csrf = state.app.extensions.get("csrf")
-    if csrf is not None:
-        csrf.exempt(bp)
-
-
-def get_world(app: Flask | None = None) -> World:
-    """The World of ``app`` (default: the current app), for in-process access from tests."""
-    app = app or current_app
-    return app.extensions[EXTENSION]
+# Route modules attach their views to ``bp`` when they are imported.
+from webapp.simulator import control, mp, pages, qy, qylogin, scan  # noqa: F401
+from webapp.simulator.blueprint import _PROJECT, EXTENSION, bp, get_world  # noqa: F401
 
 
 def create_standalone_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -80,6 +51,3 @@ def create_standalone_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     return app
 
-
-# Route modules attach their views to ``bp``; imported last because they import ``bp``.
-from webapp.simulator import control, mp, pages, qy, qylogin, scan  # noqa: E402,F401

@@ -10,7 +10,8 @@ from typing import Any, Callable
 
 from flask import Response, jsonify, request
 
-from webapp.simulator import bp, push
+from webapp.simulator import push
+from webapp.simulator.blueprint import bp
 from webapp.simulator.gate import current_world
 from webapp.simulator.world import QY_AGENTID
 

@@ -19,7 +19,7 @@ QY_MORE_INFO = "https://open.work.weixin.qq.com/devtool/query?e="
 
 def current_world() -> World:
     """The World of the app serving this request."""
-    from webapp.simulator import get_world
+    from webapp.simulator.blueprint import get_world
 
     return get_world(current_app)
 

@@ -11,7 +11,8 @@ from flask import abort, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from werkzeug.wrappers import Response
 
-from webapp.simulator import bp, push
+from webapp.simulator import push
+from webapp.simulator.blueprint import bp
 from webapp.simulator.gate import current_world
 from webapp.simulator.world import ENDPOINTS, FAULT_KINDS, SERVER_MODES
 from webapp.wechat import generate_encoding_aes_key

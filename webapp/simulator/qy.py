@@ -5,7 +5,7 @@ from typing import Any
 
 from flask import request
 
-from webapp.simulator import bp
+from webapp.simulator.blueprint import bp
 from webapp.simulator.gate import api, read_json
 from webapp.simulator.world import World
 

@@ -32,7 +32,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from webapp.i18n import LANGUAGES
-from webapp.simulator import bp
+from webapp.simulator.blueprint import bp
 from webapp.simulator.gate import current_world
 from webapp.simulator.pages import _back
 

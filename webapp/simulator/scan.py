@@ -17,7 +17,8 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
-from webapp.simulator import bp, push
+from webapp.simulator import push
+from webapp.simulator.blueprint import bp
 from webapp.simulator.gate import current_world
 from webapp.simulator.world import NOTICE_QR_EXPIRED, NOTICE_UNAVAILABLE
 

@@ -21,21 +21,25 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from webapp.wechat.errors import N_, translate
+
 # ---------------------------------------------------------------------------------------------
 # Seed: the accounts a fresh (or reset) world starts with. Tests import these.
+# Its names and texts are message ids of the catalogue, so pages show them in the reader's
+# language (see :func:`seed_text`); the platforms' APIs answer them as they are.
 # ---------------------------------------------------------------------------------------------
 
 #: The simulated Official Account.
 MP_APPID = "wx0123456789abcdef"
 MP_SECRET = "0123456789abcdef0123456789abcdef"
 MP_ORIGINAL_ID = "gh_5130a0e1c2d3"
-MP_NAME = "Notice Simulator"
+MP_NAME = N_("Notice Simulator")
 
 #: The classic BlueKing mapping (first / keyword1 / keyword2 / remark) on a legacy template.
 TEMPLATE_NOTIFICATION_ID = "Zs9aVq3nC8mW2xL5bR7tY0uK4eJ6hD1gF3pS8oI2cA1"
 TEMPLATE_NOTIFICATION = {
     "template_id": TEMPLATE_NOTIFICATION_ID,
-    "title": "Notification",
+    "title": N_("Notification"),
     "primary_industry": "IT Technology",
     "deputy_industry": "Internet|E-commerce",
     "content": "{{first.DATA}}\nContent:{{keyword1.DATA}}\nTime:{{keyword2.DATA}}\n{{remark.DATA}}",
@@ -47,7 +51,7 @@ TEMPLATE_NOTIFICATION = {
 TEMPLATE_CATEGORY_ID = "Kd4mP0xQ7rT2vB9nL6cW1yH8jF5sA3gE0uZ4oN7iR2e"
 TEMPLATE_CATEGORY = {
     "template_id": TEMPLATE_CATEGORY_ID,
-    "title": "Alert notice",
+    "title": N_("Alert notice"),
     "primary_industry": "IT Technology",
     "deputy_industry": "Internet|E-commerce",
     "content": "Alert:{{thing1.DATA}}\nTime:{{time2.DATA}}\nAlert ID:{{character_string3.DATA}}",
@@ -56,11 +60,11 @@ TEMPLATE_CATEGORY = {
 
 #: Simulated WeChat users (openid, nickname, follows the account). Openids are 28 characters.
 MP_USERS = (
-    ("oSimA1lice9xT3kQ7mZ2vW8nB4cL", "Alice", True),
-    ("oSimB0bby5rY1pH6dG3jK9sF2aXe", "Bob", True),
-    ("oSimC4rol2uE8tM5wQ1zN7yV3bRk", "Carol", True),
-    ("oSimD4ve07iO3lP9kJ6hG2fD5sAm", "Dave", True),
-    ("oSimE5ve18qW4eR0tY7uI3oP6aSd", "Eve", False),
+    ("oSimA1lice9xT3kQ7mZ2vW8nB4cL", N_("Alice"), True),
+    ("oSimB0bby5rY1pH6dG3jK9sF2aXe", N_("Bob"), True),
+    ("oSimC4rol2uE8tM5wQ1zN7yV3bRk", N_("Carol"), True),
+    ("oSimD4ve07iO3lP9kJ6hG2fD5sAm", N_("Dave"), True),
+    ("oSimE5ve18qW4eR0tY7uI3oP6aSd", N_("Eve"), False),
 )
 #: Handy names for the seed users.
 OPENID_ALICE, OPENID_BOB, OPENID_CAROL, OPENID_DAVE, OPENID_EVE = (u[0] for u in MP_USERS)
@@ -69,20 +73,34 @@ OPENID_NOT_FOLLOWING = OPENID_EVE
 
 #: The simulated WeCom corp and its one application.
 QY_CORPID = "ww0123456789abcdef"
-QY_CORP_NAME = "Simulated Corp"
+QY_CORP_NAME = N_("Simulated Corp")
 QY_AGENTID = 1000002
 QY_CORPSECRET = "SimCorpSecret0123456789abcdefghijklmnopqrs_"
-QY_APP_NAME = "Notifications"
+QY_APP_NAME = N_("Notifications")
 QY_REDIRECT_DOMAIN = "127.0.0.1:5000"
 #: Members (userid, name); the application is visible to the first three only.
 QY_MEMBERS = (
-    ("zhangsan", "Zhang San"),
-    ("lisi", "Li Si"),
-    ("wangwu", "Wang Wu"),
-    ("zhaoliu", "Zhao Liu"),
-    ("sunqi", "Sun Qi"),
+    ("zhangsan", N_("Zhang San")),
+    ("lisi", N_("Li Si")),
+    ("wangwu", N_("Wang Wu")),
+    ("zhaoliu", N_("Zhao Liu")),
+    ("sunqi", N_("Sun Qi")),
 )
 QY_VISIBLE = ("zhangsan", "lisi", "wangwu")
+
+#: The field labels of the seed templates' content, as a phone shows them (see :func:`card_lines`).
+SEED_LABELS = (N_("Content"), N_("Time"), N_("Alert"), N_("Alert ID"))
+#: Every name and text of the seed that a page shows.
+SEED_TEXTS = frozenset({
+    MP_NAME, TEMPLATE_NOTIFICATION["title"], TEMPLATE_CATEGORY["title"], QY_CORP_NAME, QY_APP_NAME,
+    *SEED_LABELS, *(name for _openid, name, _following in MP_USERS), *(name for _userid, name in QY_MEMBERS),
+})
+
+
+def seed_text(text: str, lang: str | None) -> str:
+    """``text`` in ``lang`` when it is a name or text of the seed; anything else (what tests or a
+    person set through the control API) is shown as it is."""
+    return translate(text, lang) if text in SEED_TEXTS else text
 
 # ---------------------------------------------------------------------------------------------
 # Platform rules (PROTOCOL.md sections 1, 2, 3, 5, 6).
@@ -962,7 +980,7 @@ class World:
             "description": limit(description, TEXTCARD_DESCRIPTION_MAX_BYTES, 40058,
                                  "textcard.description"),
             "url": url,
-            "btntxt": str(part.get("btntxt") or "Details")[:4],
+            "btntxt": str(part.get("btntxt") or "详情")[:4],  # WeCom's own default label
         }
 
     def qy_send(self, access_token: str | None, body: Any) -> dict[str, Any]:

@@ -1,0 +1,49 @@
+"""What a sender is told about a message: one entry per receiver with its current status.
+
+This is the ``data`` of the send API's answer and of its status endpoint (and what the set-up
+wizard shows after its test message). The statuses are read on a connection of their own: the
+pool's threads record outcomes on theirs, and the caller's session (its open transaction, objects
+it has added) is left exactly as it was.
+"""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from webapp.delivery.engine import QUEUED
+from webapp.extensions import db
+from webapp.models import Delivery, Message
+
+_COLUMNS = (Delivery.receiver, Delivery.username, Delivery.status, Delivery.errcode, Delivery.errmsg, Delivery.receipt)
+
+
+def describe(message: Message, invalid_usernames: list[str] | None = None) -> dict:
+    """The answer's ``data`` for ``message`` with the current status of each delivery, in receiver order."""
+    with db.engine.connect() as connection:  # a fresh snapshot, outside the caller's session
+        rows = connection.execute(select(*_COLUMNS).where(Delivery.message_id == message.id).order_by(Delivery.id)).all()
+    return {
+        "message_id": message.public_id,
+        "deliveries": [
+            {"receiver": r.receiver, "username": r.username, "status": r.status,
+             "errcode": r.errcode, "errmsg": r.errmsg, "receipt": r.receipt}
+            for r in rows
+        ],
+        "username_check": {"invalid": invalid_usernames or []},
+    }
+
+
+def describe_accepted(message: Message, invalid_usernames: list[str] | None = None) -> dict:
+    """The answer's ``data`` as :func:`webapp.delivery.engine.accept` stored it, from memory (no database round trip).
+
+    Taken right after ``accept``: if the database goes away before the real statuses can be read,
+    the caller is still told its message was accepted (it is stored, and will be delivered) rather
+    than an error that would make it send the message a second time.
+    """
+    return {
+        "message_id": message.public_id,
+        "deliveries": [
+            {"receiver": d.receiver, "username": d.username, "status": d.status or QUEUED,
+             "errcode": d.errcode, "errmsg": d.errmsg, "receipt": None}
+            for d in message.deliveries
+        ],
+        "username_check": {"invalid": invalid_usernames or []},
+    }

@@ -1,0 +1,159 @@
+"""What one process holds for the application, in one typed object with one owner.
+
+:func:`webapp.create_app` creates a :class:`ProcessState` and keeps it in ``app.extensions``;
+everything else reaches it through :func:`state`. It holds what must not be created twice in a
+process and is shared by its threads (request threads, the delivery pool, the scheduler's jobs):
+the HTTP session to WeChat, the delivery thread pool, the decrypted channel snapshot, the delivery
+claim registry, the in-process scheduler and the "set-up is done" flag. Each part that threads share
+is guarded by a lock, and :meth:`ProcessState.shutdown` stops and closes them at the end of the
+process, so that a test or an embedding program can create and drop apps cleanly.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Generic, Hashable, Mapping, Protocol, TypeVar
+
+from flask import Flask, current_app
+
+from webapp.wechat.http import TimeoutSession, make_session
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "process_state"
+T = TypeVar("T")
+
+
+class Closeable(Protocol):
+    """A part with background work of its own (the claim registry's renewer) that must be stopped."""
+
+    def close(self) -> None:
+        """Stop the background work; called once, at shutdown."""
+
+
+class Scheduler(Protocol):
+    """The part of APScheduler's interface the process state uses."""
+
+    running: bool
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop running jobs."""
+
+
+class VersionedValue(Generic[T]):
+    """A value built from stored data, kept while the stored version is unchanged.
+
+    Used for the decrypted channel configuration: every request reads the stored version (a cheap
+    one-row read), and the value is built again (decrypted) only when the version differs.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._version: Hashable | None = None
+        self._value: T | None = None
+
+    def get(self, version: Hashable | None, build: Callable[[], T | None]) -> T | None:
+        """The value for ``version``: the kept one when the version is unchanged, else ``build()``."""
+        with self._lock:
+            if version is not None and version == self._version:
+                return self._value
+        value = None if version is None else build()
+        with self._lock:
+            self._version, self._value = version, value
+        return value
+
+    def forget(self) -> None:
+        """Build the value again on the next :meth:`get`."""
+        with self._lock:
+            self._version, self._value = None, None
+
+
+class ProcessState:
+    """The per-process parts of one application (see the module's docstring)."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self._lock = threading.Lock()
+        self._config = config
+        self._delivery_pool_size = 0
+        self._delivery_pool: ThreadPoolExecutor | None = None
+        self._http: TimeoutSession | None = None
+        self._parts: dict[str, Closeable] = {}
+        self._closed = False
+        self.channel: VersionedValue[Any] = VersionedValue()
+        self.scheduler: Scheduler | None = None
+        self.setup_done = False  # once an administrator exists it stays true; a stale False only costs a read
+
+    @property
+    def http(self) -> TimeoutSession:
+        """The HTTP session every WeChat call of this process uses (one connection pool)."""
+        with self._lock:
+            if self._http is None:
+                self._http = make_session()
+            return self._http
+
+    @property
+    def delivery_pool(self) -> ThreadPoolExecutor:
+        """The thread pool that makes this process's delivery calls (DELIVERY_POOL_SIZE threads).
+
+        Created on first use; made again when the configured size changed, the old pool finishing
+        the calls it has.
+        """
+        size = int(self._config["DELIVERY_POOL_SIZE"])
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the application's process state is shut down")
+            if self._delivery_pool is None or self._delivery_pool_size != size:
+                if self._delivery_pool is not None:
+                    self._delivery_pool.shutdown(wait=False)
+                self._delivery_pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="delivery")
+                self._delivery_pool_size = size
+            return self._delivery_pool
+
+    def part(self, name: str, create: Callable[[], Closeable]) -> Any:
+        """The process's one ``name`` part, made by ``create()`` on first use (e.g. the claim registry)."""
+        with self._lock:
+            found = self._parts.get(name)
+            if found is None:
+                found = self._parts[name] = create()
+            return found
+
+    @property
+    def scheduler_state(self) -> str:
+        """``running`` or ``stopped`` for a scheduler started in this process, else ``none``."""
+        if self.scheduler is None:
+            return "none"
+        return "running" if self.scheduler.running else "stopped"
+
+    def shutdown(self) -> None:
+        """Stop the scheduler and the claim renewer, let the pool finish its calls, close the session."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            pool, http, parts, scheduler = self._delivery_pool, self._http, list(self._parts.values()), self.scheduler
+        if scheduler is not None and scheduler.running:
+            scheduler.shutdown(wait=False)
+        if pool is not None:
+            pool.shutdown(wait=True)  # calls in flight finish and record their outcome
+        for part in parts:  # after the pool: the claims of those calls stay renewed until they end
+            part.close()
+        if http is not None:
+            http.close()
+
+
+def install(app: Flask) -> ProcessState:
+    """Give ``app`` its process state, shut down when the process exits."""
+    found = ProcessState(app.config)
+    app.extensions[EXTENSION] = found
+    # A weak reference: an app dropped by its owner (tests create many) is not kept alive for atexit.
+    reference = weakref.ref(found)
+    atexit.register(lambda: (lambda held: held and held.shutdown())(reference()))
+    return found
+
+
+def state(app: Flask | None = None) -> ProcessState:
+    """The process state of ``app`` (by default the current app)."""
+    return (app or current_app).extensions[EXTENSION]
