@@ -85,7 +85,7 @@ def test_a_non_follower_scans_follows_and_is_bound(service, mode):
     code = new_code(alice, base)
     assert status(alice, base)["result"] is False
     push = scan(base, OPENID_NOT_FOLLOWING, code["url"])
-    assert push["event"] == "subscribe" and "Bound" in push["shown"] and "alice" in push["shown"]
+    assert push["event"] == "subscribe" and "Bound" in push["shown"] and "绑定成功：alice 的通知" in push["shown"]
     answer = status(alice, base, code["scene"])
     assert answer["result"] is True and answer["data"]["attempt"]["state"] == "bound"
     assert answer["data"]["channel"] == "mp" and answer["data"]["wx_id"].startswith(OPENID_NOT_FOLLOWING[:4])
@@ -162,7 +162,7 @@ def test_unfollowing_deactivates_and_following_again_reactivates(service):
     assert status(alice, base)["result"] is False
     assert bindings(app)[0].deactivated_reason == "unsubscribed"
     back = sim(base, "mp/phone/subscribe", {"openid": OPENID_ALICE}).json()
-    assert "Welcome back" in back["shown"] and status(alice, base)["result"] is True
+    assert "欢迎回来" in back["shown"] and "Welcome back" in back["shown"] and status(alice, base)["result"] is True
 
 
 def test_a_plain_follow_is_welcomed_and_binds_nothing(service):

@@ -4,23 +4,35 @@ The replies are the short passive messages the person sees in WeChat right after
 """
 from __future__ import annotations
 
+from flask_babel import force_locale
+from flask_babel import lazy_gettext as _l
+
 from webapp.binding import services
 from webapp.models import CHANNEL_MP
 
 SCENE_PREFIX = "qrscene_"
 
-# The person's WeChat language is unknown here, so replies carry both languages, Chinese first.
+# The person's WeChat language is unknown here, so a reply carries both languages, Chinese first.
 _REPLIES = {
-    "bound": "绑定成功：{name} 的通知将发送到这个微信。\nBound: notifications for {name} will come to this WeChat.",
-    "unknown": "二维码无效，请在“绑定微信”页面重新获取。\nThis code is not valid: get a new one on the Bind WeChat page.",
-    "used": "二维码已使用过，请在“绑定微信”页面重新获取。\nThis code was already used: get a new one on the Bind WeChat page.",
-    "expired": "二维码已过期，请在“绑定微信”页面重新获取。\nThis code has expired: get a new one on the Bind WeChat page.",
-    "taken": "此微信已绑定其他账号，请先在该账号中解除绑定。\nThis WeChat is bound to another account: unbind it there first.",
-    "disabled": "账号已停用，请联系管理员。\nThe account is disabled: contact your administrator.",
-    "wrong_account": "二维码不属于本公众号，请重新获取。\nThis code belongs to another account: get a new one.",
-    "welcome": "欢迎关注！如需接收通知，请在“绑定微信”页面扫码绑定。\nWelcome! To receive notifications, scan the code on the Bind WeChat page.",
-    "welcome_back": "欢迎回来：{name} 的通知已恢复。\nWelcome back: notifications for {name} are on again.",
+    "bound": _l("Bound: notifications for %(name)s will come to this WeChat."),
+    "unknown": _l("This code is not valid: get a new one on the Bind WeChat page."),
+    "used": _l("This code was already used: get a new one on the Bind WeChat page."),
+    "expired": _l("This code has expired: get a new one on the Bind WeChat page."),
+    "taken": _l("This WeChat is bound to another account: unbind it there first."),
+    "disabled": _l("The account is disabled: contact your administrator."),
+    "wrong_account": _l("This code belongs to another account: get a new one."),
+    "welcome": _l("Welcome! To receive notifications, scan the code on the Bind WeChat page."),
+    "welcome_back": _l("Welcome back: notifications for %(name)s are on again."),
 }
+
+
+def reply(code: str, name: str = "") -> str:
+    """The passive reply ``code`` in Chinese, then in English."""
+    lines = []
+    for language in ("zh", "en"):
+        with force_locale(language):
+            lines.append(str(_REPLIES[code]) % {"name": name})
+    return "\n".join(lines)
 
 
 def _bind(message: dict, configured, scene: str) -> str:
@@ -29,7 +41,7 @@ def _bind(message: dict, configured, scene: str) -> str:
     if outcome.ok:
         binding = services.find_identity(CHANNEL_MP, configured.account, message.get("FromUserName", ""))
         name = binding.user.username if binding else ""
-    return _REPLIES[outcome.code].format(name=name)
+    return reply(outcome.code, name)
 
 
 def subscribed(message: dict, configured) -> str | None:
@@ -39,8 +51,8 @@ def subscribed(message: dict, configured) -> str | None:
         return _bind(message, configured, key[len(SCENE_PREFIX):])
     user = services.follower_returned(message.get("FromUserName", ""), configured.account)
     if user is not None:
-        return _REPLIES["welcome_back"].format(name=user.username)
-    return _REPLIES["welcome"]
+        return reply("welcome_back", user.username)
+    return reply("welcome")
 
 
 def scanned(message: dict, configured) -> str | None:

@@ -26,9 +26,9 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from webapp import channel as channel_config
+from webapp.clients import mp_client, work_client
 from webapp.extensions import db
 from webapp.models import CHANNEL_MP, CHANNEL_QYWX, AuditEntry, Binding, BindTicket, User, utcnow
-from webapp.clients import mp_client, work_client
 from webapp.tokens import call_with_token
 from webapp.wechat import WeChatAPIError, WeChatError, diagnose_transport
 

@@ -33,13 +33,13 @@ from sqlalchemy.orm import Session
 
 from webapp import channel as channel_config
 from webapp import logs, metrics, runtime
+from webapp.clients import mp_client, work_client
 from webapp.delivery import claims
 from webapp.delivery.content import Notification, template_message, wecom_message
 from webapp.delivery.links import detail_url
 from webapp.extensions import db
 from webapp.models import CHANNEL_MP, CHANNEL_QYWX, Delivery, Message, utcnow
 from webapp.secretbox import box
-from webapp.clients import mp_client, work_client
 from webapp.tokens import TokenSource, call_with_token
 from webapp.wechat import WeChatAPIError, WeChatError, diagnose_transport
 
