@@ -100,6 +100,7 @@ def hammer(base: str, requests_: list[tuple[str, str, bytes]], concurrency: int 
         "per_second": round(len(requests_) / wall, 1),
         "median_ms": round(latencies[len(latencies) // 2] * 1000, 2),
         "p95_ms": round(latencies[int(len(latencies) * 0.95)] * 1000, 2),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 2),
         "statuses": statuses,
     }
 

@@ -26,6 +26,7 @@ receivers and client_msg_ids, receivers that got the message more than once, att
 
     .venv/bin/python -m bench.queue_drain --database-url postgresql+psycopg://postgres@127.0.0.1:5432/EMPTY_DB
         [--deliveries 2000] [--receivers-per-message 1] [--workers 4] [--latency 50] [--variants ...]
+        [--schedulers 1,2,4] [--quick]
 """
 from __future__ import annotations
 
@@ -209,14 +210,19 @@ def run_workers(kind: str, env: dict, workers: int, timeout: float) -> dict:
 
 
 def run_server(kind: str, env: dict, engine, count: int, workers: int, timeout: float) -> dict:
-    """Drain with the production processes; time from rows becoming due until all are sent."""
+    """Drain with the production processes; time from rows becoming due until all are sent.
+
+    ``scheduler`` starts ``workers`` scheduler processes (one is the documented set-up; more are
+    what two schedulers started by mistake, or on two hosts, do).
+    """
     env = {**env, "FLASK_DELIVERY_JOB_SECONDS": "1"}
     with contextlib.ExitStack() as stack:
         if kind == "scheduler":
-            process = subprocess.Popen([PYTHON, "-m", "flask", "--app", "wsgi", "scheduler"], cwd=ROOT, env=env,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            stack.callback(process.wait, timeout=30)
-            stack.callback(process.terminate)
+            for _ in range(workers):
+                process = subprocess.Popen([PYTHON, "-m", "flask", "--app", "wsgi", "scheduler"], cwd=ROOT, env=env,
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                stack.callback(process.wait, timeout=30)
+                stack.callback(process.terminate)
         else:
             stack.enter_context(gunicorn_process({**env, "FLASK_SCHEDULER_ENABLED": "true"}, workers=workers, threads=4))
         time.sleep(8)  # let the processes boot and their schedulers tick on an empty queue
@@ -258,7 +264,13 @@ def main() -> None:
     parser.add_argument("--latency", type=int, default=50, help="ms per simulated WeChat call")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {','.join(VARIANTS)}")
     parser.add_argument("--database-url", help="an empty database to use instead of a new SQLite file")
+    parser.add_argument("--schedulers", default="1",
+                        help="comma-separated numbers of scheduler processes for the scheduler variant, e.g. 1,2,4")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run for CI: 100 deliveries at 5 ms, one scheduler; exits 1 unless exactly once")
     args = parser.parse_args()
+    if args.quick:
+        args.deliveries, args.latency, args.variants, args.schedulers = 100, 5, "scheduler", "1"
     load_at_start = load_average()
     count = args.deliveries
     # Generous: the sequential loop needs count x latency, and the shared machine may be busy.
@@ -273,8 +285,13 @@ def main() -> None:
             row = connection.execute(select(Delivery.attempts, Delivery.errcode, Delivery.errmsg).limit(1)).one()
         after_fill = {"attempts": row.attempts, "errcode": row.errcode, "errmsg": row.errmsg}
         filled["row_after_fill"] = after_fill
+        runs = []
         for variant in args.variants.split(","):
-            workers = 1 if variant in ("scheduler", "sequential") else args.workers
+            if variant == "scheduler":
+                runs += [(variant, int(n), f"scheduler-{n}" if n != "1" else variant) for n in args.schedulers.split(",")]
+            else:
+                runs.append((variant, 1 if variant == "sequential" else args.workers, variant))
+        for variant, workers, name in runs:
             load = load_average()
             if variant in ("scheduler", "gunicorn"):
                 reset(engine, sim, after_fill, count, args.latency, due=False)
@@ -283,10 +300,10 @@ def main() -> None:
                 reset(engine, sim, after_fill, count, args.latency, due=True)
                 figures = run_workers(WORKER_KINDS[variant], env, workers, timeout)
             time.sleep(1)  # calls still in flight when the last row was marked land before the count
-            results[variant] = {"processes": workers, "load_1min_at_start": load[0],
-                                "seconds": round(figures.pop("seconds"), 2),
-                                "deliveries_per_second": None, **figures, **check(sim, engine, count)}
-            results[variant]["deliveries_per_second"] = round(count / results[variant]["seconds"], 1)
+            results[name] = {"processes": workers, "load_1min_at_start": load[0],
+                             "seconds": round(figures.pop("seconds"), 2),
+                             "deliveries_per_second": None, **figures, **check(sim, engine, count)}
+            results[name]["deliveries_per_second"] = round(count / results[name]["seconds"], 1)
         engine.dispose()
     sequential = results.get("sequential", {}).get("seconds")
     for figures in results.values():
@@ -296,9 +313,11 @@ def main() -> None:
         "machine": machine(), "load_average_1_5_15min": {"start": load_at_start, "end": load_average()},
         "database": "PostgreSQL" if args.database_url else "SQLite",
         "deliveries": count, "receivers_per_message": args.receivers_per_message, "latency_ms": args.latency,
-        "bound_seconds_per_process": round(count * args.latency / 1000, 1),
+        "bound_seconds_one_call_at_a_time": round(count * args.latency / 1000, 1),
         "fill": filled, "variants": results,
     }, indent=2))
+    if args.quick and not all(figures.get("exactly_once") for figures in results.values()):
+        raise SystemExit("the queue was not drained exactly once")
 
 
 if __name__ == "__main__":

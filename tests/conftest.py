@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from webapp import create_app, migrate
+from webapp import create_app, migrate, runtime
 from webapp.database import make_engine
 from webapp.extensions import db
 
@@ -66,6 +66,8 @@ def make_app(database_url):
 
     yield factory
     for app in apps:
+        # Calls and renewals still running would otherwise hold connections the dispose cannot close.
+        runtime.state(app).shutdown()
         app.extensions["database"].engine.dispose()
 
 

@@ -86,7 +86,7 @@ def test_receivers_are_split_like_blueking_does(mp):
     ({"receiver__username": "alice", "data": {"heading": "h", "message": "%%%", "is_message_base64": True}}, "not valid base64"),
     ({"receiver__username": "alice", "data": {"heading": "h" * 1001, "message": "m"}}, "longer than 1000"),
     ({"receiver__username": "alice", "data": {"heading": "h", "message": "m"}, "wx_qy_agentid": "abc"}, "wx_qy_agentid"),
-    ({"receiver__username": " ".join(f"u{i}" for i in range(5001)), "data": {"heading": "h", "message": "m"}}, "at most 5000"),
+    ({"receiver__username": " ".join(f"u{i}" for i in range(10001)), "data": {"heading": "h", "message": "m"}}, "at most 10000"),
 ])
 def test_invalid_requests_name_the_field_and_store_and_send_nothing(mp, body, words):
     app, base, api = mp

@@ -268,7 +268,19 @@ def load() -> Channel | None:
     checked = g.get("channel_checked", _UNCHECKED)
     if checked is not _UNCHECKED:
         return checked
-    version = db.session.connection().execute(_CONFIG_VERSION).first()
+    return for_version(db.session.connection().execute(_CONFIG_VERSION).first())
+
+
+#: The stored configuration's version, as :func:`for_version` expects it (plain SQL for any connection).
+CONFIG_VERSION_SQL = _CONFIG_VERSION.text
+
+
+def for_version(version: tuple | None) -> Channel | None:
+    """The configured channel for a version row ``(id, version)`` read with :data:`CONFIG_VERSION_SQL`.
+
+    For a hot path that reads the version on a connection of its own (the WeChat callback); the rest
+    of the request then gets the same channel from :func:`load` without reading again.
+    """
     channel = runtime.state().channel.get(
         tuple(version) if version is not None else None,
         lambda: _decrypt(db.session.get(ChannelConfig, version[0])))

@@ -58,7 +58,7 @@ class Defaults:
     # Delivery: concurrent Official Account calls per process, the time a send request waits for
     # WeChat before answering "queued", the retry schedule, and WeCom's duplicate-check window
     # (identical content to the same person within it is delivered once).
-    DELIVERY_POOL_SIZE = 16
+    DELIVERY_POOL_SIZE = 64
     DELIVERY_TIME_BUDGET = 10
     DELIVERY_RETRY_BASE_SECONDS = 30
     DELIVERY_RETRY_MAX_SECONDS = 1800
@@ -77,7 +77,7 @@ class Defaults:
     TOKEN_JOB_SECONDS = 60
     PURGE_JOB_SECONDS = 600
     # The send API: receivers per request, and the default requests per minute for a new application.
-    SEND_MAX_RECEIVERS = 5000
+    SEND_MAX_RECEIVERS = 10_000
     DEFAULT_RATE_LIMIT_PER_MINUTE = 600
     # Detail pages of messages that were cut to fit WeChat's limits stay readable this long.
     DETAIL_LINK_MAX_AGE = 30 * 24 * 3600

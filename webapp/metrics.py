@@ -149,15 +149,21 @@ def _start_timer() -> None:
     g.metrics_started = time.perf_counter()
 
 
+#: HTTP_DURATION's child per label values, so that a request costs a dictionary lookup, not a
+#: label check (the set is small: endpoints x methods x status classes).
+_duration_children: dict[tuple[str, str, str], object] = {}
+
+
 def _observe(response):
     started = g.get("metrics_started")
     if started is not None:
         # The endpoint name, never the path: paths hold ids and tokens, and every 404 would add a series.
-        HTTP_DURATION.labels(
-            endpoint=request.endpoint or "none",
-            method=request.method if request.method in METHODS else "other",
-            status_class=f"{response.status_code // 100}xx",
-        ).observe(time.perf_counter() - started)
+        key = (request.endpoint or "none", request.method if request.method in METHODS else "other",
+               f"{response.status_code // 100}xx")
+        child = _duration_children.get(key)
+        if child is None:
+            child = _duration_children[key] = HTTP_DURATION.labels(*key)
+        child.observe(time.perf_counter() - started)
     return response
 
 

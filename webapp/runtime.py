@@ -19,7 +19,7 @@ from typing import Any, Callable, Generic, Hashable, Mapping, Protocol, TypeVar
 
 from flask import Flask, current_app
 
-from webapp.wechat.http import TimeoutSession, make_session
+from webapp.wechat.http import DEFAULT_POOL_SIZE, TimeoutSession, make_session
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,8 @@ class ProcessState:
         """The HTTP session every WeChat call of this process uses (one connection pool)."""
         with self._lock:
             if self._http is None:
-                self._http = make_session()
+                # One connection per delivery thread, plus the request threads' own calls (tokens, QR codes).
+                self._http = make_session(pool_size=max(DEFAULT_POOL_SIZE, int(self._config["DELIVERY_POOL_SIZE"]) + 16))
             return self._http
 
     @property

@@ -37,6 +37,7 @@ HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Permissions-Policy": PERMISSIONS_POLICY,
 }
+_HEADERS_LOWER = tuple((name.lower(), name, value) for name, value in HEADERS.items())
 
 
 # The largest id an INTEGER column holds on every supported database (PostgreSQL's is 32-bit).
@@ -98,9 +99,14 @@ def content_security_policy() -> str:
 
 def add_security_headers(response: Response) -> Response:
     """Set the security headers on ``response`` (views may set their own stricter values first)."""
-    response.headers.setdefault("Content-Security-Policy", content_security_policy())
-    for name, value in HEADERS.items():
-        response.headers.setdefault(name, value)
+    headers = response.headers
+    # One pass over the answer's headers, not one per header set: this runs on every answer.
+    present = {name.lower() for name in headers.keys()}
+    if "content-security-policy" not in present:
+        headers.add("Content-Security-Policy", content_security_policy())
+    for lower, name, value in _HEADERS_LOWER:
+        if lower not in present:
+            headers.add(name, value)
     # request.is_secure also holds behind a TLS-terminating proxy when PROXY_COUNT is set (ProxyFix).
     if request.is_secure:
         response.headers.setdefault("Strict-Transport-Security", HSTS)

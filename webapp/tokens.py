@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -221,6 +222,57 @@ def call_with_token(source: TokenSource, call: Callable[[str], T]) -> T:
             raise
         log.warning("%s token refused (errcode %s): refreshing once", source.kind, exc.errcode)
         return call(get_token(source, rejected=token))
+
+
+class TokenHolder:
+    """One access token shared by the many calls of one delivery run (a fan-out, a retry job run).
+
+    The token is read (or fetched) once, by the first call that needs it; a token WeChat refuses is
+    replaced once for all the calls (:func:`get_token` with ``rejected``); a failed fetch is shared
+    too, so a wrong secret costs one WeChat call per run, not one per receiver. The calls run in the
+    delivery pool's threads, so the holder pushes ``app``'s context for the broker's work.
+    """
+
+    def __init__(self, app, source: TokenSource) -> None:
+        self._app, self._source = app, source
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._failure: WeChatError | None = None
+
+    def _fetch(self, rejected: str | None) -> str:
+        if self._failure is not None:
+            raise self._failure
+        try:
+            with self._app.app_context():
+                self._token = get_token(self._source, rejected=rejected)
+        except WeChatError as exc:
+            self._failure = exc
+            raise
+        return self._token
+
+    def token(self) -> str:
+        """The run's token (fetched by the first caller; the others wait for it)."""
+        token = self._token  # once set, read without the lock: every call of a fan-out asks
+        if token is not None:
+            return token
+        with self._lock:
+            return self._token if self._token is not None else self._fetch(None)
+
+    def replace(self, rejected: str) -> str:
+        """A token instead of ``rejected`` (one fetch however many calls had it refused)."""
+        with self._lock:
+            return self._token if self._token not in (None, rejected) else self._fetch(rejected)
+
+    def call(self, call: Callable[[str], T]) -> T:
+        """Run ``call(token)``; when WeChat refuses the token, replace it once and retry once."""
+        token = self.token()
+        try:
+            return call(token)
+        except WeChatAPIError as exc:
+            if not exc.token_error:
+                raise
+            log.warning("%s token refused (errcode %s): replacing it once", self._source.kind, exc.errcode)
+            return call(self.replace(token))
 
 
 def token_status(kind: str, account_prefix: str) -> AccessToken | None:

@@ -12,6 +12,7 @@ Refusals raise :class:`~webapp.api.services.ApiError`; everything else is an :cl
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +99,7 @@ def send(caller: Caller, send_request: SendRequest, request_id: str) -> Answer:
     not finished by then is answered ``queued`` and delivered in the background. Raises ApiError
     when no channel is configured (nothing is stored then).
     """
+    started = time.monotonic()  # the time budget covers storing the message too
     try:
         configured = channel_config.require()
     except channel_config.NotConfigured:
@@ -108,7 +110,7 @@ def send(caller: Caller, send_request: SendRequest, request_id: str) -> Answer:
                             notification=send_request.notification, targets=targets, overrides=send_request.overrides)
     accepted = answers.describe_accepted(message, invalid_names)
     try:
-        engine.send_now(message)
+        engine.send_now(message, started)
         data = answers.describe(message, invalid_names)
     except (OperationalError, InterfaceError):
         # The message is stored: a 503 now would make the caller send it again (a second message to

@@ -4,10 +4,13 @@ The replies are the short passive messages the person sees in WeChat right after
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 
 from webapp.binding import services
+from webapp.callback import store
 from webapp.models import CHANNEL_MP
 
 SCENE_PREFIX = "qrscene_"
@@ -28,11 +31,30 @@ _REPLIES = {
 
 def reply(code: str, name: str = "") -> str:
     """The passive reply ``code`` in Chinese, then in English."""
-    lines = []
+    return "\n".join(template % {"name": name} for template in _translated(code))
+
+
+@lru_cache(maxsize=None)
+def _translated(code: str) -> tuple[str, ...]:
+    """The reply's sentence in each language, looked up once per process (the catalogues do not change)."""
+    translated = []
     for language in ("zh", "en"):
         with force_locale(language):
-            lines.append(str(_REPLIES[code]) % {"name": name})
-    return "\n".join(lines)
+            translated.append(str(_REPLIES[code]))
+    return tuple(translated)
+
+
+#: Whether unfollowing deactivated this follower's binding (see ``services.follower_returned``).
+_LEFT_BEFORE = ("SELECT 1 FROM bindings WHERE channel = :channel AND account = :account AND wx_id = :openid "
+                "AND NOT active AND deactivated_reason = 'unsubscribed'")
+
+
+def _may_be_returning(openid: str, account: str) -> bool:
+    """A look without locks before ``follower_returned``'s locked one: most follows are newcomers."""
+    ledger = store.current()
+    if ledger is None:  # not inside a callback request: let the service look
+        return True
+    return ledger.read(_LEFT_BEFORE, {"channel": CHANNEL_MP, "account": account, "openid": openid}) is not None
 
 
 def _bind(message: dict, configured, scene: str) -> str:
@@ -49,7 +71,8 @@ def subscribed(message: dict, configured) -> str | None:
     key = message.get("EventKey", "")
     if key.startswith(SCENE_PREFIX) and len(key) > len(SCENE_PREFIX):
         return _bind(message, configured, key[len(SCENE_PREFIX):])
-    user = services.follower_returned(message.get("FromUserName", ""), configured.account)
+    openid = message.get("FromUserName", "")
+    user = services.follower_returned(openid, configured.account) if _may_be_returning(openid, configured.account) else None
     if user is not None:
         return reply("welcome_back", user.username)
     return reply("welcome")

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy import delete, func, select
 
 from webapp import channel as channel_config
 from webapp import metrics
-from webapp.callback import handlers
+from webapp.callback import handlers, store
 from webapp.extensions import db
-from webapp.models import CHANNEL_MP, CallbackAttempt, CallbackEvent, CallbackReplayGuard, UTCDateTime, utcnow
+from webapp.models import CHANNEL_MP, CallbackAttempt, CallbackEvent, CallbackReplayGuard, utcnow
 from webapp.wechat import check_signature, parse_message
 from webapp.wechat.errors import CryptoError, InvalidSignature, ReceiveIdMismatch, XMLMessageError
 from webapp.wechat.xmlmsg import build_text_reply
@@ -75,16 +75,6 @@ def replay_key(timestamp: str, nonce: str) -> str:
     return f"{timestamp[:20]}:{nonce[:128]}"
 
 
-_INSERT_GUARD = text(
-    "INSERT INTO callback_replay_guard (replay_key, at) VALUES (:key, :at) ON CONFLICT DO NOTHING"
-).bindparams(bindparam("at", type_=UTCDateTime()))
-
-
-def _consume(connection, timestamp: str, nonce: str) -> bool:
-    """Use up this (timestamp, nonce): True the first time, False for a replay."""
-    return connection.execute(_INSERT_GUARD, {"key": replay_key(timestamp, nonce), "at": utcnow()}).rowcount == 1
-
-
 def _draft_tokens() -> list[str]:
     """Tokens of open set-up wizard drafts (the configuration is still being written)."""
     from webapp.setup.drafts import open_draft_tokens
@@ -130,8 +120,8 @@ def verify_url(args: dict, remote_addr: str) -> Answer:
         return Answer(403, "timestamp too far from the server's clock: check the server's time (NTP)")
     # A URL check uses up its timestamp and nonce like a push does: its signature is the one a
     # plaintext push carries, so a captured check must not be reusable as a forged push.
-    with db.write_connection(durable=False) as connection:
-        fresh = _consume(connection, timestamp, nonce)
+    with store.ledger() as ledger:
+        fresh = ledger.consume(replay_key(timestamp, nonce), utcnow())
     if not fresh:
         record("GET", "replayed_nonce", remote_addr=remote_addr, detail="this timestamp and nonce were already used")
         return Answer(403, "this timestamp and nonce were already used: the request is a replay")
@@ -141,8 +131,17 @@ def verify_url(args: dict, remote_addr: str) -> Answer:
 
 
 def handle_message(args: dict, body: bytes, remote_addr: str) -> Answer:
-    """A pushed event or message (POST): authenticate, decrypt, deduplicate, dispatch, reply."""
-    channel = channel_config.load()
+    """A pushed event or message (POST): authenticate, decrypt, deduplicate, dispatch, reply.
+
+    Its database work, the configuration's version, the replay key, the event and (when there is
+    one) its reply, runs on one connection of its own (:mod:`webapp.callback.store`).
+    """
+    with store.ledger() as ledger:
+        return _handle_message(ledger, args, body, remote_addr)
+
+
+def _handle_message(ledger: store.Ledger, args: dict, body: bytes, remote_addr: str) -> Answer:
+    channel = channel_config.for_version(ledger.read(channel_config.CONFIG_VERSION_SQL))
     if channel is None or channel.wx_type != CHANNEL_MP or not channel.wx_token:
         record("POST", "not_configured", remote_addr=remote_addr)
         return Answer(404, "No WeChat Official Account is configured on this service yet.")
@@ -191,11 +190,11 @@ def handle_message(args: dict, body: bytes, remote_addr: str) -> Answer:
         return refuse(403, "stale_timestamp", "timestamp too far from the server's clock")
     summary = f"{message.get('MsgType', '?')}/{message.get('Event', '')}".rstrip("/")
     key = _dedupe_key(message)
-    admission, stored_reply = _admit(timestamp, nonce, key, mode, remote_addr, summary)
-    metrics.callback_request("POST", {"new": "ok", "replay": "replayed_nonce"}.get(admission, admission))
-    if admission == "replay":
+    admission, stored_reply = _admit(ledger, timestamp, nonce, key, mode, remote_addr, summary)
+    metrics.callback_request("POST", {store.NEW: "ok", store.REPLAY: "replayed_nonce"}.get(admission, admission))
+    if admission == store.REPLAY:
         return Answer(403, "this timestamp and nonce were already used: the request is a replay")
-    reply = stored_reply if admission == "duplicate" else _dispatch(message, channel, key)
+    reply = stored_reply if admission == store.DUPLICATE else _dispatch(ledger, message, channel, key)
     if not reply:
         return Answer(200, "success")
     if crypto is not None:
@@ -228,46 +227,32 @@ def _dedupe_key(message: dict) -> str:
     return key[:200]
 
 
-# Every callback runs these; plain SQL (understood alike by SQLite and PostgreSQL) keeps them cheap.
-_INSERT_EVENT = text(
-    "INSERT INTO callback_events (dedupe_key, received_at) VALUES (:key, :at) ON CONFLICT DO NOTHING"
-).bindparams(bindparam("at", type_=UTCDateTime()))
-_FIND_REPLY = text("SELECT reply FROM callback_events WHERE dedupe_key = :key")
-_INSERT_ATTEMPT = text(
-    "INSERT INTO callback_attempts (at, method, kind, outcome, mode, remote_addr, detail) "
-    "VALUES (:at, 'POST', 'message', :outcome, :mode, :remote_addr, :detail)"
-).bindparams(bindparam("at", type_=UTCDateTime()))
 #: Accepted messages are logged at most this often per process (refusals always): enough for the
 #: wizard's "WeChat's messages arrive" without a write per message.
 OK_LOG_INTERVAL = 10.0
 
 
-def _admit(timestamp: str, nonce: str, key: str, mode: str, remote_addr: str, summary: str) -> tuple[str, str | None]:
-    """Use up the request's (timestamp, nonce) and record the event, in one short transaction.
+def _admit(ledger: store.Ledger, timestamp: str, nonce: str, key: str, mode: str, remote_addr: str,
+           summary: str) -> tuple[str, str | None]:
+    """Use up the request's (timestamp, nonce) and record the event (see :meth:`store.Ledger.admit`).
 
-    Returns ("replay", None) for a timestamp and nonce used before, ("duplicate", reply) for an
-    event WeChat already delivered (its reply is sent again), or ("new", None).
+    Returns (REPLAY, None) for a timestamp and nonce used before, (DUPLICATE, reply) for an event
+    WeChat already delivered (its reply is sent again), or (NEW, None). Replays and duplicates are
+    logged as attempts; accepted messages at most every :data:`OK_LOG_INTERVAL` seconds.
     """
     now = utcnow()
-    attempt = {"at": now, "mode": mode, "remote_addr": remote_addr[:64], "detail": summary[:500]}
-    # Not durable: losing the last instant of these records in a crash only lets a WeChat retry
-    # through again, and the handlers are idempotent.
-    with db.write_connection(durable=False) as connection:
-        if not _consume(connection, timestamp, nonce):
-            connection.execute(_INSERT_ATTEMPT, {"outcome": "replayed_nonce", **attempt})
-            return "replay", None
-        if connection.execute(_INSERT_EVENT, {"key": key, "at": now}).rowcount == 1:
-            logged = current_app.extensions.setdefault("callback_ok_logged", [0.0])
-            if time.monotonic() - logged[0] >= OK_LOG_INTERVAL:
-                logged[0] = time.monotonic()
-                connection.execute(_INSERT_ATTEMPT, {"outcome": "ok", **attempt})
-            return "new", None
-        reply = connection.execute(_FIND_REPLY, {"key": key}).scalar()
-        connection.execute(_INSERT_ATTEMPT, {"outcome": "duplicate", **attempt})
-        return "duplicate", reply
+    admission, reply = ledger.admit(replay_key(timestamp, nonce), key, now)
+    if admission == store.NEW:
+        logged = current_app.extensions.setdefault("callback_ok_logged", [0.0])
+        if time.monotonic() - logged[0] < OK_LOG_INTERVAL:
+            return admission, None
+        logged[0] = time.monotonic()
+    outcome = {store.NEW: "ok", store.REPLAY: "replayed_nonce"}.get(admission, admission)
+    ledger.attempt(now, "POST", "message", outcome, mode, remote_addr, summary)
+    return admission, reply
 
 
-def _dispatch(message: dict, channel, key: str) -> str | None:
+def _dispatch(ledger: store.Ledger, message: dict, channel, key: str) -> str | None:
     """Run the message's handler (once per WeChat event: the caller admitted it as new)."""
     handler = handlers.table().find(message)
     if handler is None:
@@ -277,14 +262,12 @@ def _dispatch(message: dict, channel, key: str) -> str | None:
     except Exception:
         log.exception("callback handler for %s/%s failed", message.get("MsgType"), message.get("Event"))
         # Let WeChat's retry run the handler again.
-        with db.transaction() as session:
-            session.execute(delete(CallbackEvent).where(CallbackEvent.dedupe_key == key))
+        ledger.forget(key)
         return None
     if not content:
         return None
     reply = build_text_reply(message.get("FromUserName", ""), message.get("ToUserName", ""), content, int(time.time()))
-    with db.transaction() as session:
-        session.execute(update(CallbackEvent).where(CallbackEvent.dedupe_key == key).values(reply=reply))
+    ledger.save_reply(key, reply)
     return reply
 
 

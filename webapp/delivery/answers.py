@@ -43,7 +43,7 @@ def describe_accepted(message: Message, invalid_usernames: list[str] | None = No
         "deliveries": [
             {"receiver": d.receiver, "username": d.username, "status": d.status or QUEUED,
              "errcode": d.errcode, "errmsg": d.errmsg, "receipt": None}
-            for d in message.deliveries
+            for d in message.accepted
         ],
         "username_check": {"invalid": invalid_usernames or []},
     }

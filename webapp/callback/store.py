@@ -1,0 +1,171 @@
+"""The callback's bookkeeping in the database, in as few statements as each database allows.
+
+Every push WeChat sends goes through here: the stored configuration's version is read, the
+request's (timestamp, nonce) is used up and the event's identity admitted. That is the whole of a
+callback's database work in the common case, so it runs on one pooled DBAPI connection in
+autocommit mode, without the ORM or a Core connection around it (their bookkeeping cost more than
+the statements themselves):
+
+- PostgreSQL: one statement uses up the replay key, admits the event and returns the reply stored
+  for an earlier delivery of it; it asks for no disk flush at commit (``synchronous_commit`` off for
+  that transaction only: a crash may forget the last instant of these records, which only lets a
+  WeChat retry through again; the handlers are idempotent).
+- SQLite: one ``INSERT ... ON CONFLICT DO NOTHING`` for each; each is a transaction of its own, so
+  the database's write lock is held only inside SQLite, never while Python code runs (a lock held
+  across Python code waits for the interpreter lock too, and makes the other processes poll).
+
+Nothing here keeps a transaction open, and nothing keeps a read snapshot open: on SQLite an open
+reader stops the write-ahead log from being checkpointed, and every commit then gets slower.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from contextlib import contextmanager
+from datetime import datetime
+from functools import lru_cache
+from typing import Iterator
+
+from flask import g
+
+from webapp.extensions import db
+from webapp.models import UTCDateTime
+
+#: Outcomes of :meth:`Ledger.admit`.
+NEW, DUPLICATE, REPLAY = "new", "duplicate", "replay"
+
+# Threads of one process wait their turn here rather than in SQLite, which makes a writer that finds
+# the database locked sleep and poll (1 ms, 2 ms, 5 ms...).
+_sqlite_statement_lock = threading.Lock()
+
+_SQL = {
+    "sqlite": {
+        "guard": "INSERT INTO callback_replay_guard (replay_key, at) VALUES (:replay, :at) ON CONFLICT DO NOTHING",
+        "event": "INSERT INTO callback_events (dedupe_key, received_at) VALUES (:key, :at) ON CONFLICT DO NOTHING",
+        "reply": "SELECT reply FROM callback_events WHERE dedupe_key = :key",
+        "save_reply": "UPDATE callback_events SET reply = :reply WHERE dedupe_key = :key",
+        "forget": "DELETE FROM callback_events WHERE dedupe_key = :key",
+        "attempt": "INSERT INTO callback_attempts (at, method, kind, outcome, mode, remote_addr, detail) "
+                   "VALUES (:at, :method, :kind, :outcome, :mode, :remote_addr, :detail)",
+    },
+    "postgresql": {
+        # The final SELECT sees the table as it was before the statement: for a retry, the row (and
+        # reply) of the first delivery; for a new event, no row.
+        "admit": "WITH guard AS (INSERT INTO callback_replay_guard (replay_key, at) VALUES (%(replay)s, %(at)s) "
+                 "ON CONFLICT DO NOTHING RETURNING 1), "
+                 "event AS (INSERT INTO callback_events (dedupe_key, received_at) SELECT %(key)s, %(at)s FROM guard "
+                 "ON CONFLICT DO NOTHING RETURNING 1) "
+                 "SELECT EXISTS (SELECT 1 FROM guard), EXISTS (SELECT 1 FROM event), "
+                 "(SELECT reply FROM callback_events WHERE dedupe_key = %(key)s), "
+                 "set_config('synchronous_commit', 'off', true)",
+        "guard": "INSERT INTO callback_replay_guard (replay_key, at) "
+                 "SELECT %(replay)s, %(at)s WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL "
+                 "ON CONFLICT DO NOTHING",
+        "save_reply": "UPDATE callback_events SET reply = %(reply)s WHERE dedupe_key = %(key)s "
+                      "AND set_config('synchronous_commit', 'off', true) IS NOT NULL",
+        "forget": "DELETE FROM callback_events WHERE dedupe_key = %(key)s",
+        "attempt": "INSERT INTO callback_attempts (at, method, kind, outcome, mode, remote_addr, detail) "
+                   "VALUES (%(at)s, %(method)s, %(kind)s, %(outcome)s, %(mode)s, %(remote_addr)s, %(detail)s)",
+    },
+}
+
+
+class Ledger:
+    """The callback's statements on one autocommit DBAPI cursor (see :func:`ledger`)."""
+
+    def __init__(self, cursor, dialect) -> None:
+        self._cursor = cursor
+        self._sqlite = dialect.name == "sqlite"
+        self._sql = _SQL["sqlite" if self._sqlite else "postgresql"]
+        self._time = UTCDateTime().bind_processor(dialect) or (lambda value: value)
+
+    def read(self, sql: str, params: dict | None = None) -> tuple | None:
+        """The first row of a query, or None; ``sql`` names its parameters ``:name`` on every database.
+
+        For the few reads of the callback's common case (the channel's version; whether a new
+        follower is a returning one), which are cheaper here than through the ORM session.
+        """
+        self._cursor.execute(sql if self._sqlite else _pyformat(sql), params or {})
+        rows = self._cursor.fetchall()  # to the end: on SQLite a statement left half-read keeps a snapshot open
+        return tuple(rows[0]) if rows else None
+
+    def _write(self, name: str, params: dict) -> int:
+        if self._sqlite:
+            with _sqlite_statement_lock:
+                self._cursor.execute(self._sql[name], params)
+        else:
+            self._cursor.execute(self._sql[name], params)
+        return self._cursor.rowcount
+
+    def consume(self, replay_key: str, at: datetime) -> bool:
+        """Use up a request's (timestamp, nonce): True the first time, False for a replay."""
+        return self._write("guard", {"replay": replay_key, "at": self._time(at)}) == 1
+
+    def admit(self, replay_key: str, dedupe_key: str, at: datetime) -> tuple[str, str | None]:
+        """Use up the replay key and admit the event: (NEW, None), (DUPLICATE, first reply) or (REPLAY, None)."""
+        if self._sqlite:
+            if not self.consume(replay_key, at):
+                return REPLAY, None
+            if self._write("event", {"key": dedupe_key, "at": self._time(at)}) == 1:
+                return NEW, None
+            self._cursor.execute(self._sql["reply"], {"key": dedupe_key})
+            rows = self._cursor.fetchall()
+            return DUPLICATE, rows[0][0] if rows else None
+        self._cursor.execute(self._sql["admit"], {"replay": replay_key, "key": dedupe_key, "at": self._time(at)})
+        fresh, new, reply, _setting = self._cursor.fetchone()
+        if not fresh:
+            return REPLAY, None
+        return (NEW, None) if new else (DUPLICATE, reply)
+
+    def save_reply(self, dedupe_key: str, reply: str) -> None:
+        """Keep the reply given to an event, for WeChat's retries of it."""
+        self._write("save_reply", {"key": dedupe_key, "reply": reply})
+
+    def forget(self, dedupe_key: str) -> None:
+        """Forget an admitted event (its handler failed): WeChat's retry of it runs the handler again."""
+        self._write("forget", {"key": dedupe_key})
+
+    def attempt(self, at: datetime, method: str, kind: str, outcome: str, mode: str, remote_addr: str, detail: str) -> None:
+        """Add a request's outcome to the attempt log the set-up wizard and the console show."""
+        self._write("attempt", {"at": self._time(at), "method": method, "kind": kind, "outcome": outcome,
+                                "mode": mode, "remote_addr": remote_addr[:64], "detail": detail[:500]})
+
+
+@lru_cache(maxsize=64)
+def _pyformat(sql: str) -> str:
+    """``:name`` parameters as psycopg spells them (``%(name)s``)."""
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql.replace("%", "%%"))
+
+
+def current() -> Ledger | None:
+    """The ledger of the callback request being handled, for its event handlers' reads; else None."""
+    return g.get("callback_ledger")
+
+
+@contextmanager
+def ledger() -> Iterator[Ledger]:
+    """A :class:`Ledger` on a pooled connection of its own, in autocommit mode until the block ends.
+
+    While the block runs, :func:`current` returns it.
+    """
+    engine = db.engine
+    pooled = engine.raw_connection()
+    connection = pooled.driver_connection
+    postgresql = engine.dialect.name == "postgresql"
+    try:
+        if postgresql:
+            pooled.rollback()  # the pool's liveness check may have left a transaction open
+            connection.autocommit = True
+        cursor = pooled.cursor()
+        g.callback_ledger = opened = Ledger(cursor, engine.dialect)
+        try:
+            yield opened
+        finally:
+            g.pop("callback_ledger", None)
+            cursor.close()
+    finally:
+        try:
+            if postgresql and not connection.closed:
+                connection.autocommit = False
+        finally:
+            pooled.close()  # back to the pool

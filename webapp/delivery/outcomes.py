@@ -1,0 +1,96 @@
+"""Outcomes of delivery calls, written in batches by the claim that made the calls.
+
+A fan-out to hundreds of receivers would otherwise write one UPDATE per call. The pool's threads
+add each outcome here; whichever thread adds the FLUSH_AT-th one, or the last expected one, or
+finds the oldest one waiting longer than FLUSH_AFTER_SECONDS, writes them all with one statement
+per shape of outcome. The caller that waits for the calls flushes once more before it answers, so
+the answer reads what was sent. A row is written only while ``claim`` still holds it (another
+process may have taken over a stalled one), and the claim is held until the outcome is written:
+the calls' holds on the claim end after their outcome is flushed, not when WeChat answered.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+
+from sqlalchemy import bindparam, update
+
+from webapp import metrics
+from webapp.extensions import db
+from webapp.models import Delivery, utcnow
+
+log = logging.getLogger(__name__)
+
+#: Outcomes written in one go at most; and how long one may wait for companions.
+FLUSH_AT = 64
+FLUSH_AFTER_SECONDS = 0.2
+
+
+class Outcomes:
+    """The pending outcomes of one claim's calls (thread-safe)."""
+
+    def __init__(self, claim: str) -> None:
+        self._claim = claim
+        self._lock = threading.Lock()
+        self._pending: list[tuple[int, str, dict]] = []  # (delivery id, channel, row values)
+        self._first_at = 0.0
+        self._expected = 0
+
+    def expect(self, count: int) -> None:
+        """``count`` more calls will report (or be cancelled, see :meth:`cancelled`)."""
+        with self._lock:
+            self._expected += count
+
+    def cancelled(self, count: int) -> None:
+        """``count`` expected calls never ran (their rows are released by the caller)."""
+        with self._lock:
+            self._expected -= count
+
+    def add(self, delivery_ids: list[int], channel: str, values: dict) -> None:
+        """The outcome of one call for ``delivery_ids``; writes the batch when it is its turn."""
+        with self._lock:
+            if not self._pending:
+                self._first_at = time.monotonic()
+            self._pending.extend((delivery_id, channel, values) for delivery_id in delivery_ids)
+            self._expected -= 1
+            due = (self._expected <= 0 or len(self._pending) >= FLUSH_AT
+                   or time.monotonic() - self._first_at >= FLUSH_AFTER_SECONDS)
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every pending outcome now (one UPDATE statement per shape of outcome)."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if batch:
+            write(batch, self._claim)
+
+
+def write(batch: list[tuple[int, str, dict]], claim: str) -> None:
+    """Write ``(delivery id, channel, values)`` outcomes of calls made by ``claim``; count them in the metrics.
+
+    Each counts one attempt. Rows with the same columns to set go in one executemany UPDATE.
+    """
+    shapes: dict[tuple[str, ...], list[dict]] = {}
+    for delivery_id, _, values in batch:
+        shapes.setdefault(tuple(sorted(values)), []).append(
+            {"row_id": delivery_id, **{f"new_{key}": value for key, value in values.items()}})
+    now = utcnow()
+    written, exact = 0, True
+    with db.write_connection() as connection:
+        for keys, rows in shapes.items():
+            statement = (update(Delivery)
+                         .where(Delivery.id == bindparam("row_id"), Delivery.claimed_by == claim)
+                         .values(updated_at=now, attempts=Delivery.attempts + 1,
+                                 **{key: bindparam(f"new_{key}") for key in keys}))
+            result = connection.execute(statement, rows)
+            written += result.rowcount or 0
+        exact = connection.dialect.supports_sane_multi_rowcount
+    if exact and written < len(batch):
+        log.warning("%d of %d deliveries were taken over by another claim; their outcome here is not recorded",
+                    len(batch) - written, len(batch))
+    counted = Counter((channel, values.get("status"), values.get("errcode")) for _, channel, values in batch)
+    for (channel, status, errcode), count in counted.items():
+        metrics.deliveries_finished(channel, {"status": status, "errcode": errcode}, count)
