@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, TypeVar
 
+from flask import current_app, has_app_context
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -214,14 +215,7 @@ def _ensure_row(source: TokenSource) -> None:
 
 def call_with_token(source: TokenSource, call: Callable[[str], T]) -> T:
     """Run ``call(token)``; when WeChat says the token is invalid or expired, refresh once and retry once."""
-    token = get_token(source)
-    try:
-        return call(token)
-    except WeChatAPIError as exc:
-        if not exc.token_error:
-            raise
-        log.warning("%s token refused (errcode %s): refreshing once", source.kind, exc.errcode)
-        return call(get_token(source, rejected=token))
+    return TokenHolder(current_app._get_current_object(), source).call(call)
 
 
 class TokenHolder:
@@ -229,8 +223,8 @@ class TokenHolder:
 
     The token is read (or fetched) once, by the first call that needs it; a token WeChat refuses is
     replaced once for all the calls (:func:`get_token` with ``rejected``); a failed fetch is shared
-    too, so a wrong secret costs one WeChat call per run, not one per receiver. The calls run in the
-    delivery pool's threads, so the holder pushes ``app``'s context for the broker's work.
+    too, so a wrong secret costs one WeChat call per run, not one per receiver. Calls that run in
+    the delivery pool's threads have no app context: the holder pushes ``app``'s for the broker.
     """
 
     def __init__(self, app, source: TokenSource) -> None:
@@ -243,8 +237,11 @@ class TokenHolder:
         if self._failure is not None:
             raise self._failure
         try:
-            with self._app.app_context():
+            if has_app_context():  # a request or a job: its context serves
                 self._token = get_token(self._source, rejected=rejected)
+            else:  # a delivery pool thread
+                with self._app.app_context():
+                    self._token = get_token(self._source, rejected=rejected)
         except WeChatError as exc:
             self._failure = exc
             raise
