@@ -20,7 +20,7 @@ from tests.livesrv import serve
 from webapp import channel
 from webapp.auth.services import create_user
 from webapp.extensions import db
-from webapp.models import AuditEntry, CallbackAttempt, ChannelConfig, User, WizardDraft
+from webapp.models import AuditEntry, CallbackAttempt, ChannelConfig, Delivery, User, WizardDraft
 from webapp.setup import wizard_services as services
 from webapp.simulator.world import (MP_APPID, MP_SECRET, OPENID_ALICE, QY_AGENTID, QY_CORPID, QY_CORPSECRET,
                                     TEMPLATE_CATEGORY_ID, TEMPLATE_NOTIFICATION_ID)
@@ -850,6 +850,18 @@ def assert_looking_changes_nothing(app, base: str, w: Wizard, state: str) -> Non
     assert sim(base, "stats", method="GET")["calls"] == calls, state
 
 
+def wait_for_delivery_report(app, seconds: float = 15.0) -> None:
+    """Wait until the simulated WeChat's delivery report (TEMPLATESENDJOBFINISH) has been stored."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with app.app_context():
+            receipts = db.session.scalars(select(Delivery.receipt)).all()
+        if receipts and all(receipts):
+            return
+        time.sleep(0.1)
+    raise AssertionError(("the delivery report never reached the callback", receipts))
+
+
 def test_no_page_of_the_official_account_flow_changes_anything(service):
     app, base = service
     w = Wizard(base)
@@ -878,6 +890,9 @@ def test_no_page_of_the_official_account_flow_changes_anything(service):
     code = w.session.get(base + "/console/user_center/weixin/mp/get_qrcode/", timeout=10).json()["data"]
     sim(base, "mp/scan", {"openid": OPENID_ALICE, "url": code["url"]})
     assert 'data-status="sent"' in w.post("test", {"submit": "Send"}).text
+    # WeChat reports the delivery to the callback about a second later; that push is a write of its
+    # own, so it must land before the pages are looked at.
+    wait_for_delivery_report(app)
     assert_looking_changes_nothing(app, base, w, "test message sent")
     finish(w)
     assert_looking_changes_nothing(app, base, w, "done")
