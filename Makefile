@@ -48,11 +48,13 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
 	touch $@
 
 # Tools the tests drive, from Debian: Chromium for the browser tests (Playwright's own browser download
-# cannot work offline) and nginx for the reverse-proxy tests of deploy/nginx/.
+# cannot work offline), nginx for the reverse-proxy tests of deploy/nginx/, and promtool (in the
+# prometheus package) for the alert rules of the docs.
 test-tools:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian's$$missing for the tests"; \
 	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \

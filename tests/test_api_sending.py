@@ -1,6 +1,6 @@
 """The send service called directly, as an endpoint that builds its own message would call it, and
 what sending does (and does not do) to the caller's database session."""
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from tests.api_support import mp, service, sim_messages  # noqa: F401  (fixtures)
 from webapp import channel
@@ -63,3 +63,28 @@ def test_delivering_and_describing_leave_the_callers_session_alone(mp):
         assert [d["status"] for d in data["deliveries"]] == ["sent"]
         assert pending in db.session.new and db.session().get_transaction() is transaction
         db.session.rollback()  # the caller's own decision: its work was never written
+
+
+def test_the_answer_is_what_was_written_without_reading_the_deliveries_back(mp):
+    """A send answers from the outcomes it wrote itself: the same statuses, errcodes and sentences a
+    read of the rows gives, and no SELECT of the deliveries on the way."""
+    app, base, api = mp
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(" ".join(statement.split()).lower())
+
+    with app.test_request_context():
+        caller = _caller()
+        event.listen(db.engine, "before_cursor_execute", seen)
+        try:
+            answer = sending.send(caller, SendRequest(Notification("Disk alert", "sda1 is 91% full"),
+                                                      usernames=["alice", "carol", "nobody"]), "memory-answer-1")
+        finally:
+            event.remove(db.engine, "before_cursor_execute", seen)
+        message = db.session.scalar(select(Message).where(Message.public_id == answer.data["message_id"]))
+        read_back = answers.describe(message, ["nobody"])
+    assert [(d["username"], d["status"], d["errcode"]) for d in answer.data["deliveries"]] == [
+        ("alice", "sent", None), ("carol", "failed", 43004), ("nobody", "failed", None)]
+    assert answer.data == read_back
+    assert not [s for s in statements if s.startswith("select") and "from deliveries" in s], statements

@@ -14,6 +14,12 @@ ADMIN_ACTIONS = [
     ("setup.admin_created", ADMIN[0], ADMIN[0]),
     ("user.create", "cli", "bob"),
     ("user.password_reset", "cli", "bob"),
+    ("user.create", ADMIN[0], "carol"),
+    ("user.disable", ADMIN[0], "carol"),
+    ("user.enable", ADMIN[0], "carol"),
+    ("user.admin_grant", ADMIN[0], "carol"),
+    ("user.admin_revoke", ADMIN[0], "carol"),
+    ("user.password_reset", ADMIN[0], "carol"),
     ("api_app.create", ADMIN[0], "job_center"),
     ("api_app.rotate_secret", ADMIN[0], "job_center"),
     ("api_app.disable", ADMIN[0], "job_center"),
@@ -40,12 +46,22 @@ def test_every_administrative_change_is_audited(app, client, tmp_path):
     # Users, from the command line.
     assert runner.invoke(args=["create-user", "bob", "--password", "copper-kettle-3"]).exit_code == 0
     assert runner.invoke(args=["set-password", "bob", "--password", "copper-kettle-4"]).exit_code == 0
-    # Calling applications, from the console.
-    created = _post(client, "/console/apps/", "/console/apps/", {"app_code": "job_center", "rate_limit": "60"})
+    # Users, from the users page.
+    assert _post(client, "/console/users/", "/console/users/",
+                 {"username": "carol", "password": "copper-kettle-5", "confirm": "copper-kettle-5"}).status_code == 302
+    with app.app_context():
+        carol = f"/console/users/{db.session.scalar(select(User.id).where(User.username == 'carol'))}/"
+    for action, data in (("enabled", {"enabled": "0"}), ("enabled", {"enabled": "1"}), ("admin", {"admin": "1"}),
+                         ("admin", {"admin": "0"}), ("password", {"password": "copper-kettle-6", "confirm": "copper-kettle-6"})):
+        assert _post(client, carol, carol + action, data).status_code == 302
+    # Calling applications, from the console (each new secret is shown on the page the POST redirects to).
+    assert _post(client, "/console/apps/", "/console/apps/", {"app_code": "job_center", "rate_limit": "60"}).status_code == 303
+    created = client.get("/console/apps/")
     with app.app_context():
         app_id = db.session.scalar(select(ApiApp.id).where(ApiApp.app_code == "job_center"))
         bob_id = db.session.scalar(select(User.id).where(User.username == "bob"))
-    rotated = _post(client, "/console/apps/", f"/console/apps/{app_id}/rotate", {})
+    assert _post(client, "/console/apps/", f"/console/apps/{app_id}/rotate", {}).status_code == 303
+    rotated = client.get("/console/apps/")
     assert _post(client, "/console/apps/", f"/console/apps/{app_id}/enabled", {"enabled": "0"}).status_code == 302
     assert _post(client, "/console/apps/", f"/console/apps/{app_id}/enabled", {"enabled": "1"}).status_code == 302
     assert _post(client, "/console/apps/", f"/console/apps/{app_id}/rate", {"rate_limit": "5"}).status_code == 302
@@ -75,7 +91,8 @@ def test_every_administrative_change_is_audited(app, client, tmp_path):
     # Details say what changed, never a secret.
     shown = json.dumps([e.detail for e in entries])
     app_secrets = [re.search(r'id="secret-value">([^<]+)<', page.text).group(1) for page in (created, rotated)]
-    secrets = [MP_SECRET, "Token123", ADMIN[1], "new-horse-10", "copper-kettle-4", *app_secrets]
+    secrets = [MP_SECRET, "Token123", ADMIN[1], "new-horse-10", "copper-kettle-4", "copper-kettle-5", "copper-kettle-6",
+               *app_secrets]
     assert not any(secret in shown for secret in secrets)
     details = {e.action: e.detail for e in entries}
     assert details["api_app.rate_limit"] == {"from": 60, "to": 5}

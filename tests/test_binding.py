@@ -252,7 +252,7 @@ def test_a_member_signs_in_and_is_bound(service):
     state = start_login(alice, base)["scene"]
     code = sim(base, "qy/codes", {"userid": "zhangsan"}).json()["code"]
     page = alice.get(base + LOGIN_CALLBACK, params={"code": code, "state": state}, timeout=10)
-    assert page.status_code == 200 and "Your WeChat is bound" in page.text
+    assert page.status_code == 200 and "Your WeCom account is bound" in page.text
     answer = status(alice, base, state)
     assert answer["result"] is True and answer["data"]["channel"] == "qywx"
     assert [(b.channel, b.account, b.wx_id) for b in bindings(app)] == [("qywx", QY_CORPID, "zhangsan")]

@@ -81,9 +81,12 @@ def source(make_app, tmp_path):
         form = csrf_token(stranger.get(base + "/login", timeout=10).text)
         refused = stranger.post(base + "/login", data={"username": "alice", "password": "wrong", "csrf_token": form}, timeout=10)
         assert refused.status_code in (200, 401, 429) and "/login" in refused.url
-        # A send (messages, deliveries, access_tokens, rate_windows).
-        sent = Api(base, "bk_monitor", secret).send({"receiver__username": "alice,bob",
-                                                     "data": {"heading": "Disk full", "message": "db01 at 97%"}}).json()
+        # A send with an idempotency key (messages, deliveries, access_tokens, rate_windows, idempotency_records).
+        api = Api(base, "bk_monitor", secret)
+        sent = requests.post(base + "/api/c/compapi/cmsi/send_weixin/", timeout=60,
+                             headers={**api.headers(), "Idempotency-Key": "datacopy-1"},
+                             json={"receiver__username": "alice,bob",
+                                   "data": {"heading": "Disk full", "message": "db01 at 97%"}}).json()
         assert sent["result"] is True, sent
     with app.app_context():
         empty = [tbl.name for tbl in Base.metadata.sorted_tables

@@ -123,6 +123,7 @@ def test_a_message_stored_before_the_database_went_away_is_answered_queued(mp, m
         raise OperationalError("SELECT ...", {}, Exception("server closed the connection unexpectedly"))
 
     monkeypatch.setattr(answers, "describe", unavailable)
+    monkeypatch.setattr(answers, "describe_sent", unavailable)
     answer = api.send({"receiver": OPENID_ALICE, "data": {"heading": "Drill", "message": "stored first"}})
     assert answer.status_code == 200 and answer.json()["result"] is True, answer.text
     data = answer.json()["data"]

@@ -26,7 +26,7 @@ def test_a_sane_incoming_request_id_is_kept_and_echoed(client, capsys):
     access = [line for line in lines(capsys.readouterr().err) if line["logger"] == "webapp.access"]
     assert access == [{"level": "INFO", "rid": "deploy-check.42_a", "logger": "webapp.access",
                        "message": access[0]["message"]}]
-    assert re.fullmatch(r"GET /healthz 200 \d+(\.\d+)?ms", access[0]["message"])
+    assert re.fullmatch(r"GET /healthz 200 \d+(\.\d+)?ms from 127\.0\.0\.1", access[0]["message"])
 
 
 @pytest.mark.parametrize("given", ["has spaces in it", "x" * 65, "semi;colon-1234", "short", ""])
@@ -79,9 +79,10 @@ def test_json_lines(make_app, capsys):
     access = [e for e in entries if e["logger"] == "webapp.access"]
     assert len(access) == 1
     line = access[0]
-    assert set(line) >= {"time", "level", "logger", "message", "request_id", "method", "path", "status", "duration_ms"}
-    assert (line["request_id"], line["method"], line["path"], line["status"], line["level"]) == (
-        "json-req-0001", "GET", "/healthz", 200, "INFO")
+    assert set(line) >= {"time", "level", "logger", "message", "request_id", "method", "path", "status", "duration_ms",
+                         "client"}
+    assert (line["request_id"], line["method"], line["path"], line["status"], line["level"], line["client"]) == (
+        "json-req-0001", "GET", "/healthz", 200, "INFO", "127.0.0.1")
     assert isinstance(line["duration_ms"], (int, float)) and line["time"].endswith("+00:00")
 
 

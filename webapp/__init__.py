@@ -7,10 +7,10 @@ from flask import Flask
 from flask_babel import get_locale
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from webapp import cli, errors, jobs, logs, metrics, runtime, secretbox, security
+from webapp import audit, cli, errors, jobs, logs, metrics, runtime, secretbox, security
 from webapp.config import load_config
 from webapp.extensions import babel, bootstrap, csrf, db, login_manager
-from webapp.i18n import LANGUAGES, select_locale
+from webapp.i18n import LANGUAGES, human_time, select_locale
 from webapp.web import nav_links
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,28 +60,33 @@ def register_extensions(app: Flask) -> None:
     bootstrap.init_app(app)
     login_manager.init_app(app)
     app.jinja_env.globals.update(LANGUAGES=LANGUAGES, nav_links=nav_links, get_locale=get_locale)
+    app.jinja_env.filters.update(human_time=human_time, audit_sentence=audit.sentence)
 
 
 def register_blueprints(app: Flask) -> None:
     """Mount each part of the service; the simulator only when it is switched on."""
     from webapp.api.pages import bp as messages_bp
     from webapp.ops.routes import bp as ops_bp
+    from webapp.alerts.routes import bp as webhooks_bp
     from webapp.api.routes import bp as api_bp
     from webapp.auth.routes import bp as auth_bp
     from webapp.binding.routes import bp as binding_bp
     from webapp.callback.routes import bp as callback_bp
     from webapp.console.routes import bp as console_bp
     from webapp.home.routes import bp as home_bp
-    from webapp.setup import routes as _first_run, wizard as _wizard  # noqa: F401  (attach their views)
+    from webapp.setup import routes as _first_run, wizard as _wizard, wizard_server as _server  # noqa: F401  (attach their views)
     from webapp.setup.blueprint import bp as setup_bp
+    from webapp.users.routes import bp as users_bp
 
     app.register_blueprint(home_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(setup_bp)
     app.register_blueprint(console_bp)
+    app.register_blueprint(users_bp)
     app.register_blueprint(callback_bp)
     app.register_blueprint(binding_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(webhooks_bp)
     app.register_blueprint(messages_bp)
     app.register_blueprint(ops_bp)
     csrf.exempt(callback_bp)  # WeChat authenticates by signature, not by a session
@@ -99,9 +104,13 @@ def register_callback_handlers(app: Flask) -> None:
     from webapp.binding import handlers as binding
     from webapp.callback import handlers
     from webapp.delivery import handlers as delivery
+    from webapp.models import CHANNEL_QYWX
 
     table = handlers.install(app)
     table.add("event", "subscribe", binding.subscribed)  # a follow, or a bind QR code scanned before following
     table.add("event", "scan", binding.scanned)  # a follower scanned a bind QR code
     table.add("event", "unsubscribe", binding.unsubscribed)  # the binding stops receiving
     table.add("event", "templatesendjobfinish", delivery.template_finished)  # a template message's receipt
+    # The WeCom application's callback: contact changes end or move bindings; enter_agent and members'
+    # messages need nothing but counting.
+    table.add("event", "change_contact", binding.contact_changed, channel=CHANNEL_QYWX)

@@ -28,9 +28,11 @@ DEFAULT_TEMPLATE_FIELDS = {"heading": "first", "message": "keyword1", "date": "k
 TEMPLATE_PARAMETERS = ("heading", "message", "date", "remark")
 ENCRYPT_MODES = ("plain", "compatible", "safe")
 QY_MSGTYPES = ("text", "textcard", "markdown")
-SECRET_KEYS = ("wx_secret", "wx_qy_corpsecret", "wx_encoding_aes_key")
+SECRET_KEYS = ("wx_secret", "wx_qy_corpsecret", "wx_encoding_aes_key", "wx_qy_encoding_aes_key")
 MP_KEYS = ("wx_app_id", "wx_secret", "wx_token", "wx_encoding_aes_key", "wx_encrypt_mode", "wx_template_id", "wx_template_fields")
-QY_KEYS = ("wx_qy_corpid", "wx_qy_corpsecret", "wx_qy_agentid", "wx_qy_msgtype")
+QY_KEYS = ("wx_qy_corpid", "wx_qy_corpsecret", "wx_qy_agentid", "wx_qy_msgtype", "wx_qy_token", "wx_qy_encoding_aes_key")
+#: Keys whose values are never written to the audit log (the secrets, and the callback Tokens).
+UNAUDITED_KEYS = (*SECRET_KEYS, "wx_token", "wx_qy_token")
 
 
 
@@ -38,7 +40,7 @@ QY_KEYS = ("wx_qy_corpid", "wx_qy_corpsecret", "wx_qy_agentid", "wx_qy_msgtype")
 class Channel:
     """The stored configuration with secrets decrypted, for the code that talks to WeChat.
 
-    Its repr leaves the secrets out (AppSecret, Token, EncodingAESKeys, CorpSecret): a Channel in a
+    Its repr leaves the secrets out (AppSecret, Tokens, EncodingAESKeys, CorpSecret): a Channel in a
     log line or a traceback shows which account it is, never how to act as it.
     """
 
@@ -55,6 +57,9 @@ class Channel:
     wx_qy_corpsecret: str | None = field(default=None, repr=False)
     wx_qy_agentid: int | None = None
     wx_qy_msgtype: str = "text"
+    wx_qy_token: str | None = field(default=None, repr=False)
+    wx_qy_encoding_aes_key: str | None = field(default=None, repr=False)
+    wx_qy_previous_encoding_aes_key: str | None = field(default=None, repr=False)
 
     @property
     def account(self) -> str:
@@ -70,6 +75,17 @@ class Channel:
         if self.wx_type != CHANNEL_MP or not self.wx_encoding_aes_key:
             return None
         return MessageCrypto(self.wx_token, self.wx_encoding_aes_key, self.wx_app_id, self.wx_previous_encoding_aes_key)
+
+    @cached_property
+    def qy_crypto(self) -> MessageCrypto | None:
+        """The WeCom application's callback crypto (receiveid = CorpID), or None without its 接收消息 server.
+
+        Kept with the cached configuration, like :attr:`crypto`.
+        """
+        if self.wx_type != CHANNEL_QYWX or not (self.wx_qy_token and self.wx_qy_encoding_aes_key):
+            return None
+        return MessageCrypto(self.wx_qy_token, self.wx_qy_encoding_aes_key, self.wx_qy_corpid or "",
+                             self.wx_qy_previous_encoding_aes_key)
 
     def token_source(self, corpsecret: str | None = None) -> TokenSource:
         """Where this channel's access token comes from (optionally another WeCom app's secret)."""
@@ -177,8 +193,21 @@ def normalize(data: dict[str, Any], current: Channel | None = None) -> dict[str,
             errors["wx_qy_agentid"] = _("the AgentId is a number shown on the application's page (应用管理 → 应用)")
         if msgtype not in QY_MSGTYPES:
             errors["wx_qy_msgtype"] = _("must be text, textcard or markdown")
+        # The 接收消息 server is optional; when it is set, WeCom encrypts everything, so both are needed.
+        qy_token = value_of("wx_qy_token")
+        # A blank EncodingAESKey keeps the current one (value_of), but only for a server that stays set.
+        qy_key = value_of("wx_qy_encoding_aes_key") if qy_token else ""
+        if not qy_token and data.get("wx_qy_encoding_aes_key"):
+            errors["wx_qy_token"] = _("the Token is needed with the EncodingAESKey (应用管理 → 应用 → 接收消息 → 设置API接收)")
+        elif qy_token and not validate_token(qy_token):
+            errors["wx_qy_token"] = _("the Token is 3 to 32 letters or digits, the same as on WeCom's 设置API接收 page")
+        if qy_token and not qy_key:
+            errors["wx_qy_encoding_aes_key"] = _("the EncodingAESKey is needed with the Token: WeCom encrypts every message")
+        elif qy_key and not validate_encoding_aes_key(qy_key):
+            errors["wx_qy_encoding_aes_key"] = _("the EncodingAESKey is 43 letters or digits")
         clean.update(wx_qy_corpid=corpid, wx_qy_corpsecret=corpsecret,
-                     wx_qy_agentid=int(agentid_text) if agentid_text.isdigit() else None, wx_qy_msgtype=msgtype)
+                     wx_qy_agentid=int(agentid_text) if agentid_text.isdigit() else None, wx_qy_msgtype=msgtype,
+                     wx_qy_token=qy_token or None, wx_qy_encoding_aes_key=qy_key or None)
     if errors:
         raise ConfigInvalid(errors)
     return clean
@@ -320,6 +349,9 @@ def _decrypt(row: ChannelConfig) -> Channel:
         wx_template_fields=row.wx_template_fields or dict(DEFAULT_TEMPLATE_FIELDS),
         wx_qy_corpid=row.wx_qy_corpid, wx_qy_corpsecret=secret_box.decrypt(row.wx_qy_corpsecret_enc),
         wx_qy_agentid=row.wx_qy_agentid, wx_qy_msgtype=row.wx_qy_msgtype,
+        wx_qy_token=secret_box.decrypt(row.wx_qy_token_enc),
+        wx_qy_encoding_aes_key=secret_box.decrypt(row.wx_qy_encoding_aes_key_enc),
+        wx_qy_previous_encoding_aes_key=secret_box.decrypt(row.wx_qy_previous_encoding_aes_key_enc),
     )
 
 
@@ -336,8 +368,8 @@ def store(session, clean: dict[str, Any], *, actor: str) -> tuple[ChannelConfig,
 
     For callers that write more in the same transaction (the set-up wizard's draft): they commit,
     then call :func:`forget_cached`. The session is flushed, so the audit entry has its id.
-    When the EncodingAESKey changes, the old one is kept as the previous key, so messages WeChat
-    encrypted before the switch are still read.
+    When an EncodingAESKey (the Official Account's or the WeCom application's) changes, the old one
+    is kept as the previous key, so messages WeChat encrypted before the switch are still read.
     """
     secret_box = box()
     row = session.scalar(select(ChannelConfig).order_by(ChannelConfig.id).limit(1).with_for_update())
@@ -362,14 +394,31 @@ def store(session, clean: dict[str, Any], *, actor: str) -> tuple[ChannelConfig,
         row.wx_qy_corpsecret_enc = secret_box.encrypt(clean["wx_qy_corpsecret"])
         row.wx_qy_agentid = clean["wx_qy_agentid"]
         row.wx_qy_msgtype = clean["wx_qy_msgtype"]
+        _store_qy_server(row, clean, secret_box)
     row.updated_by = actor
     # Every process sees the new version on its next request and drops its decrypted copy.
     row.version = (row.version or 0) + 1
-    public = {k: v for k, v in clean.items() if k not in SECRET_KEYS and k != "wx_token"}
+    public = {k: v for k, v in clean.items() if k not in UNAUDITED_KEYS}
+    if clean["wx_type"] == CHANNEL_QYWX:
+        public["wx_qy_callback"] = bool(clean.get("wx_qy_token"))
     audit = AuditEntry(actor=actor, action="channel.configure", target=clean["wx_type"], detail=public)
     session.add(audit)
     session.flush()
     return row, audit
+
+
+def _store_qy_server(row: ChannelConfig, clean: dict[str, Any], secret_box) -> None:
+    """Write the WeCom application's 接收消息 server: a changed key keeps the old one as the previous key."""
+    token, new_key = clean.get("wx_qy_token"), clean.get("wx_qy_encoding_aes_key")
+    old_key = secret_box.decrypt(row.wx_qy_encoding_aes_key_enc) if row.wx_qy_encoding_aes_key_enc else None
+    if not (token and new_key):
+        # No server any more: nothing of it is kept, the previous key neither.
+        row.wx_qy_token_enc = row.wx_qy_encoding_aes_key_enc = row.wx_qy_previous_encoding_aes_key_enc = None
+        return
+    row.wx_qy_token_enc = secret_box.encrypt(token)
+    row.wx_qy_encoding_aes_key_enc = secret_box.encrypt(new_key)
+    if old_key and old_key != new_key:
+        row.wx_qy_previous_encoding_aes_key_enc = secret_box.encrypt(old_key)
 
 
 def masked(value: str | None) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,8 +10,9 @@ from contextlib import contextmanager
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
-from sqlalchemy import select
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from flask_babel import gettext as _
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from webapp import migrate
 from webapp.extensions import db
@@ -33,11 +35,49 @@ def init_db() -> None:
         raise click.ClickException(
             f"cannot reach the database ({type(exc.orig).__name__}): check FLASK_DATABASE_URL and that the server runs"
         ) from None
+    except DBAPIError as exc:
+        problem = _privilege_problem(exc)
+        if problem is None:
+            raise
+        raise click.ClickException(problem) from None
     head = migrate.head_revision()
     if before == head:
         click.echo(f"Database already up to date (revision {head}).")
     else:
         click.echo(f"Database upgraded from {before or 'empty'} to revision {head}.")
+
+
+#: PostgreSQL's SQLSTATE for insufficient_privilege ("permission denied", "must be owner of").
+_INSUFFICIENT_PRIVILEGE = "42501"
+_DENIED_OBJECT = re.compile(r"(?:permission denied for|must be owner of) (table|relation|sequence|schema|database) \"?([\w.]+)")
+
+
+def _privilege_problem(exc: DBAPIError) -> str | None:
+    """What to do when the service's database role may not use or change its schema, or None for another error.
+
+    Typically the tables belong to another role after a dump was restored as a superuser: the
+    sentence names the service's role, the table and its owner, and the fix.
+    """
+    if getattr(exc.orig, "sqlstate", None) != _INSUFFICIENT_PRIVILEGE:
+        return None
+    found = _DENIED_OBJECT.search(str(exc.orig))
+    kind, name = found.groups() if found else ("table", "?")
+    role, owner = "?", "?"
+    try:
+        with db.engine.connect() as connection:  # a connection of its own: the failed one is aborted
+            role, owner = connection.execute(text(
+                "SELECT current_user, (SELECT tableowner FROM pg_tables WHERE tablename = :name "
+                "AND schemaname = ANY (current_schemas(false)) LIMIT 1)"), {"name": name.rsplit(".", 1)[-1]}).one()
+    except SQLAlchemyError:
+        logging.getLogger(__name__).debug("cannot look up the owner of %s", name, exc_info=True)
+    return _(
+        "the database role %(role)s is not allowed to use the %(kind)s %(name)s (it belongs to %(owner)s), "
+        "so the schema cannot be checked or upgraded. This happens when a dump was restored by another role, "
+        "such as postgres. As a superuser, give the service's role its tables: restore the dump again with "
+        "`pg_restore --no-owner --role=%(role)s`, or give every table to the database's owner with "
+        "deploy/postgresql/give-tables-to-owner.sql (docs/operations.md, \"Restoring PostgreSQL\"); then run "
+        "init-db again.",
+        role=role, kind=kind, name=name, owner=owner or "?")
 
 
 @click.command("create-user")

@@ -44,6 +44,11 @@ class Defaults:
     LOGIN_MAX_FAILURES_PER_ADDRESS = 20
     LOGIN_WINDOW_SECONDS = 15 * 60
     PASSWORD_MIN_LENGTH = 10
+    # Failed API authentications (wrong application code or secret) allowed in API_AUTH_WINDOW_SECONDS,
+    # per application code and per client address; beyond them calls are answered 429 until the window passes.
+    API_AUTH_MAX_FAILURES_PER_APP = 20
+    API_AUTH_MAX_FAILURES_PER_ADDRESS = 50
+    API_AUTH_WINDOW_SECONDS = 600
     # Session and remember-me cookies are sent over HTTPS only: None means "when PUBLIC_URL is https://";
     # true or false overrides (see webapp/security.py).
     COOKIE_SECURE: bool | None = None
@@ -83,6 +88,9 @@ class Defaults:
     DETAIL_LINK_MAX_AGE = 30 * 24 * 3600
     # Number of reverse proxies in front of the service whose X-Forwarded-* headers are trusted.
     PROXY_COUNT = 0
+    # A PEM file of CA certificates (a company CA) that the set-up wizard's callback self-test trusts
+    # besides the public CAs bundled with the service; WeChat itself trusts only public CAs.
+    CALLBACK_TEST_CA_BUNDLE: str | None = None
     # Callback requests whose timestamp is further than this from the server's clock are refused.
     CALLBACK_MAX_CLOCK_SKEW = 300
     # Logs on stderr (docs/observability.md): "text" for people or "json" for log shippers, and the

@@ -8,6 +8,7 @@ from contextlib import contextmanager, nullcontext
 
 from flask import Flask
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 
@@ -128,7 +129,49 @@ def make_engine(url: str, pool_size: int = 5, max_overflow: int = 10) -> Engine:
             conn.exec_driver_sql("BEGIN " + conn.get_execution_options().get("sqlite_begin", ""))
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+    _ping_when_idle(engine)
+    return engine
+
+
+#: A pooled server connection unused for longer than this is checked with ``SELECT 1`` before use.
+PING_IDLE_SECONDS = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only when it sat idle for a while.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: three round trips (the statement, its
+    implicit BEGIN, the ROLLBACK) before every transaction, a large share of a short request. A
+    connection handed back a moment ago was working a moment ago; one that sat idle may have been
+    cut (a server restart, a firewall's idle timeout) and is pinged, and replaced if it is dead. A
+    connection that breaks between two quick uses fails that one statement (the pool then drops
+    every connection made before the failure, so the next checkout opens a fresh one).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connected(_dbapi_connection, record) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection, record) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, _proxy) -> None:
+        if time.monotonic() - record.info.get("idle_since", 0.0) < PING_IDLE_SECONDS:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+            dbapi_connection.rollback()
+        except Exception as exc:
+            # The pool discards this connection and checks out another (a fresh one if need be).
+            raise DisconnectionError("the pooled connection is no longer usable") from exc
 
 
 def is_sqlite(session: Session) -> bool:

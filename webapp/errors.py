@@ -41,9 +41,9 @@ def register(app: Flask) -> None:
         query = request.query_string
         if b"%00" in query or b"\x00" in query:  # the only ways a NUL gets into the query's values
             values += [*request.args.keys(), *request.args.values()]
-        # The API reads its own bodies (JSON whatever the Content-Type, curl -d sends JSON as a form)
-        # and refuses a NUL in its own shape (code 1306000): its forms are not parsed here.
-        if request.blueprint != "api" and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        # The API and its webhooks read their own bodies (JSON whatever the Content-Type, curl -d
+        # sends JSON as a form) and refuse a NUL in their own shape: their forms are not parsed here.
+        if request.blueprint not in ("api", "webhooks") and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
             values += [*request.form.keys(), *request.form.values()]
         if any("\x00" in value for value in values):
             return error_response(400, _("The request contains a NUL character, which no field accepts."))
@@ -51,11 +51,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
-        return error_response(
-            400,
-            _("The form has expired or was not sent from this site. Reload the page and submit it again."),
-            _("Form expired"),
-        )
+        title, message = _csrf_refusal(exc.description or "")
+        return error_response(400, message, title)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -90,6 +87,26 @@ def register(app: Flask) -> None:
         log.exception("unhandled error")
         title, message = _messages()[500]
         return error_response(500, message, title)
+
+
+def _csrf_refusal(reason: str) -> tuple[str, str]:
+    """Title and sentence for a form Flask-WTF refused, by its reason: only an old or missing token is
+    an expired form; over HTTPS a missing or foreign Referer, or a missing session cookie, is something else."""
+    if reason == "The referrer header is missing.":
+        return _("Referer missing"), _(
+            "Your browser sent this form without a Referer header. Over HTTPS this site accepts a form only "
+            "with a Referer that shows it was sent from this site. Allow the Referer for this site (a privacy "
+            "setting or browser extension may remove it), then reload the page and submit it again.")
+    if reason == "The referrer does not match the host.":
+        return _("Form sent from another address"), _(
+            "The form was sent from a page that is not at this site's address (%(host)s). Open the site at "
+            "%(host)s and submit the form there. If that is the address you used, the reverse proxy must pass "
+            "the Host header and FLASK_PROXY_COUNT must count it.", host=request.host)
+    if reason == "The CSRF session token is missing.":
+        return _("Session cookie missing"), _(
+            "Your browser did not send this site's session cookie with the form. Allow cookies for this site "
+            "and use its https:// address if it has one, then reload the page and submit it again.")
+    return _("Form expired"), _("The form has expired or was not sent from this site. Reload the page and submit it again.")
 
 
 def _rollback_quietly() -> None:

@@ -19,17 +19,19 @@ from webapp.api import services as api_services
 from webapp.auth import services as auth_services
 from webapp.binding import services as binding_services
 from webapp.callback import services as callback_services
-from webapp.delivery import engine
+from webapp.delivery import engine, idempotency
 
 log = logging.getLogger(__name__)
 
 
 def purge_stale_rows() -> None:
-    """Delete what is no longer needed: old failed sign-ins, callback records, rate windows, bind tickets."""
+    """Delete what is no longer needed: old failed sign-ins, callback records, rate windows, bind tickets,
+    idempotency records past their lifetime."""
     auth_services.purge_old_failures()
     callback_services.purge_old()
     api_services.purge_old_windows()
     binding_services.purge_expired_tickets()
+    idempotency.purge_expired()
 
 
 def refresh_tokens() -> None:

@@ -8,6 +8,10 @@ Scheduler jobs log with their job id instead, and anything else with ``-``.
 ``LOG_FORMAT`` chooses between ``text`` (for people) and ``json`` (one object per line, for log
 shippers); ``LOG_LEVEL`` sets the level of the service's own loggers (``webapp.*``).
 
+Each access line names the client's address as the service resolved it: behind ``PROXY_COUNT``
+trusted proxies it is the address they report (ProxyFix), never an ``X-Forwarded-For`` entry the
+client wrote itself.
+
 No query string is ever logged: the callback's carries signatures and nonces, the bind flow's a login
 code, and a caller may put its application secret there.
 """
@@ -40,7 +44,7 @@ access_log = logging.getLogger("webapp.access")
 _task_id: contextvars.ContextVar[str] = contextvars.ContextVar("webapp_task_id", default=NO_REQUEST)
 
 #: Fields of an access line that the JSON format writes as keys of their own.
-ACCESS_FIELDS = ("method", "path", "status", "duration_ms")
+ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "client")
 
 
 def init_app(app: Flask) -> None:
@@ -197,15 +201,17 @@ def assign_request_id() -> None:
 
 
 def finish_request(response: Response) -> Response:
-    """After the request: echo its id and write its access line (method, path, status, duration)."""
+    """After the request: echo its id and write its access line (method, path, status, duration, client)."""
     request_id = g.get("request_id") or assign_fallback()
     response.headers[HEADER] = request_id
     started = g.get("request_started")
     duration_ms = round((time.perf_counter() - started) * 1000, 1) if started is not None else None
     path = loggable_path()
-    access_log.info("%s %s %s %sms", request.method, path, response.status_code, duration_ms,
+    # remote_addr is what ProxyFix made of the trusted proxies' headers (PROXY_COUNT), or the peer.
+    client = request.remote_addr or "-"
+    access_log.info("%s %s %s %sms from %s", request.method, path, response.status_code, duration_ms, client,
                     extra={"method": request.method, "path": path, "status": response.status_code,
-                           "duration_ms": duration_ms})
+                           "duration_ms": duration_ms, "client": client})
     return response
 
 

@@ -47,6 +47,20 @@ TOKEN_FETCH_FAILURES = Counter(
     ["channel", "errcode"])
 CALLBACKS = Counter(
     "weixin_callback_requests", "Requests to the WeChat callback URL, by method and outcome.", ["method", "outcome"])
+QY_CALLBACKS = Counter(
+    "weixin_qy_callback_requests", "Requests to the WeCom application's callback URL, by method and outcome.",
+    ["method", "outcome"])
+QY_EVENTS = Counter(
+    "weixin_qy_callback_events", "Messages and events the WeCom application's callback accepted, by kind.", ["kind"])
+MESSAGES = Counter(
+    "weixin_messages", "Messages accepted, by source (api, alertmanager, grafana, wizard).", ["source"])
+REPEATED_REQUESTS = Counter(
+    "weixin_repeated_requests", "Requests answered with an earlier message and not sent again (the same "
+    "Idempotency-Key, or a webhook notification delivered again), by source.", ["source"])
+API_AUTH_REFUSED = Counter(
+    "weixin_api_auth_refused", "Send API calls refused for their credentials: wrong_credentials (401, counted "
+    "towards throttling) or throttled (429, too many failures for the application code or the address).",
+    ["outcome"])
 HTTP_DURATION = Histogram(
     "weixin_http_request_duration_seconds", "Time to answer HTTP requests, by Flask endpoint, method and status class.",
     ["endpoint", "method", "status_class"],
@@ -133,6 +147,27 @@ def deliveries_finished(channel: str, outcome: dict, count: int = 1) -> None:
     DELIVERIES.labels(channel=channel, status=status, errcode=label).inc(count)
 
 
+def message_accepted(source: str) -> None:
+    """Count one message stored for delivery, by where it came from."""
+    MESSAGES.labels(source=source).inc()
+
+
+def request_repeated(source: str) -> None:
+    """Count one request answered with the message an identical earlier request made."""
+    REPEATED_REQUESTS.labels(source=source).inc()
+
+
+def deliveries_refused(channel: str, reason: str, count: int = 1) -> None:
+    """Count ``count`` deliveries failed before WeChat was called; ``reason`` (``not_bound``,
+    ``invalid_id``...) takes the place of WeChat's errcode, so that alerts on failures see them."""
+    DELIVERIES.labels(channel=channel, status="failed", errcode=reason).inc(count)
+
+
+def api_auth_refused(outcome: str) -> None:
+    """Count one send API call refused for its credentials (``wrong_credentials`` or ``throttled``)."""
+    API_AUTH_REFUSED.labels(outcome=outcome).inc()
+
+
 def token_fetch(channel: str, failure: Exception | None) -> None:
     """Count one access token fetch from WeChat, and its failure when it failed."""
     TOKEN_FETCHES.labels(channel=channel).inc()
@@ -140,9 +175,16 @@ def token_fetch(channel: str, failure: Exception | None) -> None:
         TOKEN_FETCH_FAILURES.labels(channel=channel, errcode=_errcode_label(failure)).inc()
 
 
-def callback_request(method: str, outcome: str) -> None:
-    """Count one callback request and how it ended (``ok``, ``bad_signature``, ``replayed_nonce``...)."""
-    CALLBACKS.labels(method=method, outcome=outcome).inc()
+def callback_request(method: str, outcome: str, channel: str = "mp") -> None:
+    """Count one callback request and how it ended (``ok``, ``bad_signature``, ``replayed_nonce``...);
+    ``channel`` "qywx" counts it for the WeCom application's callback."""
+    (QY_CALLBACKS if channel == "qywx" else CALLBACKS).labels(method=method, outcome=outcome).inc()
+
+
+def qy_callback_event(kind: str) -> None:
+    """Count one message or event the WeCom callback accepted (``kind`` from a fixed set, see
+    ``webapp.callback.qy_services.event_kind``)."""
+    QY_EVENTS.labels(kind=kind).inc()
 
 
 def _start_timer() -> None:

@@ -160,6 +160,11 @@ class ChannelConfig(Base):
     wx_qy_corpsecret_enc: Mapped[str | None] = mapped_column(Text)
     wx_qy_agentid: Mapped[int | None]
     wx_qy_msgtype: Mapped[str] = mapped_column(String(16), default="text")
+    # The WeCom application's 接收消息 server (optional): Token and EncodingAESKey, and the key in use
+    # before the last change, so that messages WeCom encrypted before the switch are still read.
+    wx_qy_token_enc: Mapped[str | None] = mapped_column(Text)
+    wx_qy_encoding_aes_key_enc: Mapped[str | None] = mapped_column(Text)
+    wx_qy_previous_encoding_aes_key_enc: Mapped[str | None] = mapped_column(Text)
 
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     updated_by: Mapped[str] = mapped_column(String(64), default="")
@@ -262,9 +267,22 @@ class Message(Base):
     remark: Mapped[str | None] = mapped_column(Text)
     url: Mapped[str | None] = mapped_column(Text)
     options: Mapped[dict[str, Any] | None]
+    # How the message came in (see SOURCES); empty for messages accepted before this was recorded.
+    source: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
     deliveries: Mapped[list["Delivery"]] = relationship(back_populates="message", cascade="all, delete-orphan")
+
+    @property
+    def origin(self) -> str:
+        """How the message came in; for messages stored before ``source`` was recorded, the only two
+        ways there were: the send API (a calling application) or the set-up wizard's test message."""
+        return self.source or (SOURCE_API if self.api_app_id is not None else SOURCE_WIZARD)
+
+
+#: Where a message came from: the send API, an alert webhook, or a test message from the set-up wizard.
+SOURCE_API, SOURCE_ALERTMANAGER, SOURCE_GRAFANA, SOURCE_WIZARD = "api", "alertmanager", "grafana", "wizard"
+SOURCES = (SOURCE_API, SOURCE_ALERTMANAGER, SOURCE_GRAFANA, SOURCE_WIZARD)
 
 
 class Delivery(Base):
@@ -360,6 +378,8 @@ class CallbackAttempt(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     method: Mapped[str] = mapped_column(String(8))
     kind: Mapped[str] = mapped_column(String(16))  # verification (GET) or message (POST)
+    # Whose callback was called: the Official Account's ("mp") or the WeCom application's ("qywx").
+    channel: Mapped[str] = mapped_column(String(8), default=CHANNEL_MP, server_default=CHANNEL_MP)
     outcome: Mapped[str] = mapped_column(String(32))
     mode: Mapped[str] = mapped_column(String(16), default="plain")
     remote_addr: Mapped[str] = mapped_column(String(64), default="")
@@ -401,3 +421,26 @@ class WizardDraft(Base):
     prefilled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class IdempotencyRecord(Base):
+    """A request that made a message, so that the same request again answers that message and sends nothing.
+
+    ``key_hash`` is a SHA-256 of the caller's ``Idempotency-Key`` (``kind`` "key") or of a webhook
+    notification's identity (``kind`` "alertmanager"/"grafana"); ``fingerprint`` one of the request
+    body, so that the same key with another body is refused. Unique per application and key: of two
+    identical requests in flight at once, one insert waits for the other and then fails.
+    """
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("api_app_id", "key_hash", name="uq_idempotency_records_app_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    api_app_id: Mapped[int] = mapped_column(ForeignKey("api_apps.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    public_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

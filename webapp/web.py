@@ -12,7 +12,7 @@ JSON_PATH_PREFIXES = ("/api/", "/console/user_center/weixin/")
 # Pages under the JSON prefixes that a person opens in the browser.
 HTML_PATHS = ("/console/user_center/weixin/", "/console/user_center/weixin/qy/login_callback/")
 # WeChat's server calls: answered in plain text.
-PLAIN_PATH_PREFIXES = ("/console/user_center/weixin/mp/callback/",)
+PLAIN_PATH_PREFIXES = ("/console/user_center/weixin/mp/callback/", "/console/user_center/weixin/qy/callback/")
 
 
 def wants_json_response() -> bool:

@@ -167,6 +167,8 @@
       if (state.state === "verified") {
         line.className = "text-success fw-semibold";
         line.textContent = "✓ " + watch.dataset.textVerified.replace("{time}", localTime(state.at));
+        // Done on WeChat's side: the instructions to press Submit no longer apply.
+        ["now-submit", "dont-submit-yet"].forEach(function (id) { if ($(id)) { $(id).hidden = true; } });
       } else if (state.state === "failed") {
         line.className = "text-danger";
         line.textContent = watch.dataset.textFailed.replace("{time}", localTime(state.at)) + " " + state.message;
@@ -195,6 +197,17 @@
   } else if (watch && watch.dataset.at) {
     var first = watch.querySelector("span");
     if (first) { first.textContent = "✓ " + watch.dataset.textVerified.replace("{time}", localTime(watch.dataset.at)); }
+  }
+
+  // --- Test: "Bind your WeChat first" goes once the QR code (or the sign-in) is shown, or the binding done
+  var testError = $("test-error");
+  if (testError && window.MutationObserver) {
+    var binding = ["attempt", "bound-view"].map($).filter(Boolean);
+    var settled = function () {
+      if (binding.some(function (section) { return !section.hidden; })) { testError.hidden = true; }
+    };
+    var observer = new MutationObserver(settled);
+    binding.forEach(function (section) { observer.observe(section, { attributes: true, attributeFilter: ["hidden"] }); });
   }
 
   // --- Test: follow the test message until it is delivered (and, for the Official Account, receipted)

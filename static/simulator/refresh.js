@@ -1,8 +1,15 @@
 /* Keeps the simulator's pages current without reloading them: polls a version number that
    changes whenever the simulated world does, and when it moves, fetches the page again and
-   swaps in the regions marked data-live (forms outside them keep what the user typed). */
+   swaps in the regions marked data-live (forms outside them keep what the user typed). A chat
+   marked data-newest-last opens scrolled to its newest message, at the bottom, and stays there
+   when new ones arrive unless the reader scrolled up. */
 (function () {
   "use strict";
+
+  function toBottom(region) { region.scrollTop = region.scrollHeight; }
+  function atBottom(region) { return region.scrollHeight - region.scrollTop - region.clientHeight < 24; }
+
+  document.querySelectorAll("[data-newest-last]").forEach(toBottom);
 
   var body = document.body;
   var versionUrl = body.getAttribute("data-version-url");
@@ -21,10 +28,11 @@
       if (!fresh) {
         return;
       }
-      // Keep the reader's place in a scrolled message list.
+      // Keep the reader's place in a scrolled message list (the bottom of a chat, if they were there).
       var scroll = region.scrollTop;
+      var following = region.hasAttribute("data-newest-last") && atBottom(region);
       region.replaceWith(fresh);
-      fresh.scrollTop = scroll;
+      if (following) { toBottom(fresh); } else { fresh.scrollTop = scroll; }
     });
     version = doc.body.getAttribute("data-version") || version;
   }

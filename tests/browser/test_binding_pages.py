@@ -110,7 +110,7 @@ def test_wecom_sign_in_in_this_browser_binds(page, service):
     page.get_by_role("link", name="Sign in with WeCom in this browser").click()
     # WeCom's (simulated) sign-in: choose who you are.
     page.get_by_role("button", name="Zhang San — zhangsan").click()
-    expect(page.get_by_role("heading", name="Your WeChat is bound")).to_be_visible()
+    expect(page.get_by_role("heading", name="Your WeCom account is bound")).to_be_visible()
     page.get_by_role("link", name="Back to Bind WeChat").click()
     expect(page.locator("#bound-id")).to_have_text("zhangsan")
     expect(page.get_by_role("button", name="Unbind")).to_be_visible()

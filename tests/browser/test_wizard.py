@@ -102,7 +102,7 @@ def test_official_account_from_first_run_to_a_delivered_test_message(page, servi
     expect(page.locator("#dont-submit-yet")).to_be_visible()
     expect(page.locator("#value-url")).to_have_text(base + CALLBACK)
     expect(page.locator("#value-token")).to_have_text(token)
-    assert key not in page.content()
+    expect(page.locator("#value-aes-key")).to_have_text(key)  # shown in full until the configuration is saved
     page.get_by_role("button", name="Test the callback").click()
     expect(page.locator("#callback-results [data-target=public]")).to_have_attribute("data-kind", "ok")
     expect(page.locator("#now-submit")).to_contain_text("Now press Submit")
@@ -119,7 +119,7 @@ def test_official_account_from_first_run_to_a_delivered_test_message(page, servi
     expect(page.locator("#summary")).to_contain_text("••••••••" + MP_SECRET[-4:])
     page.get_by_role("button", name="Save the configuration").click()
     expect(page).to_have_url(base + "/setup/wizard/test")
-    expect(page.get_by_text("The configuration is saved. Now bind your WeChat")).to_be_visible()
+    expect(page.get_by_text("The configuration is saved.")).to_have_count(1)
     page.get_by_role("button", name="Show QR code").click()
     qr = page.locator("#qr")
     expect(qr).to_be_visible()
@@ -173,7 +173,22 @@ def test_wecom_with_a_wrong_trusted_domain_fixed_then_a_delivered_test_message(p
     expect(page.locator("#check-failure")).to_be_visible()
     page.get_by_label("AgentId of the application").fill(str(QY_AGENTID))
     page.get_by_label("Secret of the application").fill(QY_CORPSECRET)
+    # WeCom's side was set up for another address (the simulator trusts its own by default).
+    sim(base, "qy/apps", {"agentid": QY_AGENTID, "redirect_domain": "notify.example.com"})
     page.get_by_role("button", name="Check the keys and continue").click()
+
+    # 4. The application's 接收消息 server: tested here first, then WeCom's own check (the simulator's Save).
+    expect(page).to_have_url(base + "/setup/wizard/server")
+    expect(page.locator("#dont-save-yet")).to_be_visible()
+    page.get_by_role("button", name="Test the URL").click()
+    expect(page.locator('#server-results [data-target="public"]')).to_have_attribute("data-kind", "ok")
+    expect(page.locator("#now-save")).to_be_visible()
+    token = page.locator("#wx_qy_token").input_value()
+    key = page.locator("#wx_qy_encoding_aes_key").input_value()
+    url = page.locator("#value-url").inner_text()
+    assert sim(base, "qy/server", {"url": url, "token": token, "encoding_aes_key": key})["ok"]
+    expect(page.locator("#wechat-verification")).to_have_attribute("data-state", "verified", timeout=15_000)
+    page.get_by_role("button", name="Next").click()
 
     # 5. The trusted domain: the simulator's application trusts another one; the page says what to set.
     expect(page).to_have_url(base + "/setup/wizard/domain")
@@ -198,7 +213,7 @@ def test_wecom_with_a_wrong_trusted_domain_fixed_then_a_delivered_test_message(p
         page.get_by_role("link", name="Sign in with WeCom in this browser").click()
     login = opened.value
     login.get_by_role("button", name="Zhang San — zhangsan").click()
-    expect(login.get_by_role("heading", name="Your WeChat is bound")).to_be_visible()
+    expect(login.get_by_role("heading", name="Your WeCom account is bound")).to_be_visible()
     login.close()
     expect(page.get_by_role("heading", name="Your WeChat is bound")).to_be_visible(timeout=15_000)
     expect(page.locator("#bound-id")).to_have_text("zhangsan")

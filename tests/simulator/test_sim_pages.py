@@ -15,7 +15,7 @@ def page(sim: SimClient, path: str = "/") -> str:
     return response.text
 
 
-def test_overview_lists_people_and_their_messages_newest_first(sim: SimClient):
+def test_overview_lists_people_and_their_messages_newest_last(sim: SimClient):
     token = sim.stable_token()["access_token"]
     sim.send_template(token, data={"keyword1": {"value": "Older alert"}})
     sim.advance(60)
@@ -31,7 +31,7 @@ def test_overview_lists_people_and_their_messages_newest_first(sim: SimClient):
     html = page(sim)
     for name in ("Alice", "Bob", "Eve", "Zhang San", "Sun Qi"):
         assert name in html
-    assert html.index("Newer alert") < html.index("Older alert")
+    assert html.index("Older alert") < html.index("Newer alert")  # as in WeChat: the newest at the bottom
     assert "Notification" in html
     assert "A first line" in html and "field-hidden" in html
     assert 'href="https://example.com/alerts/9"' in html

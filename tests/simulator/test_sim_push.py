@@ -342,7 +342,7 @@ def test_a_plain_passive_reply_appears_on_the_phone(sim: SimClient, receiver: Re
         ("sent", "hi"), ("reply", "Hello <Alice> & welcome")]
     html = page(sim, f"/phone/{OPENID_ALICE}")
     assert "Hello &lt;Alice&gt; &amp; welcome" in html
-    assert html.index("Hello &lt;Alice&gt;") < html.index(">hi<")  # newest first
+    assert html.index(">hi<") < html.index("Hello &lt;Alice&gt;")  # the newest at the bottom
 
 
 @pytest.mark.parametrize("mode", ["compatible", "safe"])

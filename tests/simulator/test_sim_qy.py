@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
+
+import requests
 
 from webapp.simulator.world import (
     QY_AGENTID,
     QY_CORPID,
     QY_CORPSECRET,
     QY_MEMBERS,
-    QY_REDIRECT_DOMAIN,
     QY_VISIBLE,
 )
 
@@ -267,7 +269,7 @@ def test_agent_get(sim: SimClient):
     ok(answer)
     assert answer["agentid"] == QY_AGENTID
     assert [u["userid"] for u in answer["allow_userinfos"]["user"]] == list(QY_VISIBLE)
-    assert answer["redirect_domain"] == QY_REDIRECT_DOMAIN
+    assert answer["redirect_domain"] == urlsplit(sim.base).netloc
     assert answer["close"] == 0
     assert answer["name"]
 
@@ -281,6 +283,30 @@ def test_agent_get_follows_changes_and_is_limited_to_its_app(sim: SimClient):
     assert answer["allow_userinfos"] == {"user": [{"userid": "lisi"}]}
     refused(sim.get(f"{sim.qy}/agent/get", access_token=token, agentid=1000009), 301002)
     refused(sim.get(f"{sim.qy}/agent/get", access_token=token), 41011)
+
+
+def test_the_trusted_domain_follows_the_address_the_simulator_is_served_at(sim: SimClient):
+    """Until one is set, the application trusts whatever address the simulator answers at: the
+    port of `make run PORT=...`, and the name a browser used (WeCom compares host and port)."""
+    served = urlsplit(sim.base).netloc
+    port = urlsplit(sim.base).port
+    token = sim.qy_token()["access_token"]
+    for host in (served, f"localhost:{port}"):
+        answer = requests.get(f"http://{host}/simulator/qy/cgi-bin/agent/get",
+                              params={"access_token": token, "agentid": QY_AGENTID}, timeout=5).json()
+        assert answer["redirect_domain"] == host
+        login = requests.get(f"http://{host}/simulator/qy/login", params={
+            "login_type": "CorpApp", "appid": QY_CORPID, "agentid": str(QY_AGENTID),
+            "redirect_uri": f"http://{host}/console/user_center/weixin/qy/login_callback/",
+            "state": "S1"}, timeout=5)
+        assert login.status_code == 200 and "Zhang San — zhangsan" in login.text
+    assert sim.control("world", method="GET")["qy"]["apps"][0]["redirect_domain"] == served
+    # A domain set explicitly stays; null follows the address again.
+    sim.control("qy/apps", {"agentid": QY_AGENTID, "redirect_domain": "notify.example.com"})
+    assert sim.get(f"{sim.qy}/agent/get", access_token=token, agentid=QY_AGENTID)["redirect_domain"] == \
+        "notify.example.com"
+    sim.control("qy/apps", {"agentid": QY_AGENTID, "redirect_domain": None})
+    assert sim.get(f"{sim.qy}/agent/get", access_token=token, agentid=QY_AGENTID)["redirect_domain"] == served
 
 
 def test_closed_app_cannot_get_a_token(sim: SimClient):

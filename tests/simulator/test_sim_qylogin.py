@@ -9,11 +9,19 @@ import pytest
 import requests
 
 from webapp.simulator.qylogin import QY_OUTSIDER_OPENID
-from webapp.simulator.world import QY_AGENTID, QY_CORPID, QY_REDIRECT_DOMAIN
+from webapp.simulator.world import QY_AGENTID, QY_CORPID
 
 from .support import TIMEOUT, SimClient, sim, sim_server  # noqa: F401  (fixtures)
 
-CALLBACK = f"http://{QY_REDIRECT_DOMAIN}/auth/wecom/callback"
+#: The trusted domain these tests give the application (by default it is the simulator's address).
+TRUSTED = "127.0.0.1:5000"
+CALLBACK = f"http://{TRUSTED}/auth/wecom/callback"
+
+
+@pytest.fixture(autouse=True)
+def trusted(sim: SimClient) -> None:
+    """The application trusts TRUSTED, as an administrator would have set it."""
+    sim.control("qy/apps", {"agentid": QY_AGENTID, "redirect_domain": TRUSTED})
 
 
 def login_query(**changes: str | None) -> dict[str, str]:
@@ -127,7 +135,7 @@ def test_redirect_uri_outside_the_trusted_domain_gives_50001(sim: SimClient, kin
     assert "redirect_uri 与配置的授权完成回调域名不一致" in text
     assert "does not match the app" in text
     host = urlsplit(uri).netloc
-    assert host in text and QY_REDIRECT_DOMAIN in text  # both values, to know what to fix
+    assert host in text and TRUSTED in text  # both values, to know what to fix
 
 
 def test_the_trusted_domain_is_adjustable(sim: SimClient):

@@ -121,6 +121,12 @@ def _verified() -> VerifiedCredentials:
     return runtime.state().part(_PART, VerifiedCredentials)
 
 
+def remembered_credentials(app_code: str, secret: str) -> CallingApp | None:
+    """The enabled application of a pair this process verified in the last VERIFIED_FOR_SECONDS, or None
+    (then only :func:`verify_credentials` can tell)."""
+    return _verified().get(app_code, secret)
+
+
 def verify_credentials(app_code: str, secret: str) -> CallingApp | None:
     """The application named ``app_code`` when ``secret`` is its secret (enabled or not), else None.
 

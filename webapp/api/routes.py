@@ -12,18 +12,10 @@ from webapp.extensions import csrf
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
-def _reply(answer: sending.Answer):
-    # The request id comes from logs, which also sets the X-Request-Id header: the two always agree.
-    response = jsonify(answer.body())
-    response.status_code = answer.status
-    response.headers.update(answer.headers)
-    return response
-
-
 @bp.errorhandler(ApiError)
 def refused(exc: ApiError):
     """A refused call: the same JSON shape as any answer, with the refusal's status and headers."""
-    return _reply(sending.Answer.refusal(exc, logs.current_id()))
+    return sending.Answer.refusal(exc, logs.current_id()).response()
 
 
 @bp.post("/c/compapi/cmsi/send_weixin/")
@@ -31,7 +23,7 @@ def refused(exc: ApiError):
 @csrf.exempt
 def send_weixin():
     """Send a WeChat message to receivers (openids/userids) or user names; answer per receiver."""
-    return _reply(sending.send_blueking(sending.SEND_WEIXIN, logs.current_id()))
+    return sending.send_blueking(sending.SEND_WEIXIN, logs.current_id()).response()
 
 
 @bp.post("/c/compapi/cmsi/send_msg/")
@@ -39,20 +31,20 @@ def send_weixin():
 @csrf.exempt
 def send_msg():
     """BlueKing's generic ``send_msg`` with ``msg_type=weixin``: title -> heading, content -> message."""
-    return _reply(sending.send_blueking(sending.SEND_MSG, logs.current_id()))
+    return sending.send_blueking(sending.SEND_MSG, logs.current_id()).response()
 
 
 @bp.get("/c/compapi/cmsi/get_msg_type/")
 @bp.get("/c/compapi/v2/cmsi/get_msg_type/")
 def get_msg_type():
     """The message types BlueKing callers may ask for; only ``weixin`` is served here."""
-    return _reply(sending.message_types(logs.current_id()))
+    return sending.message_types(logs.current_id()).response()
 
 
 @bp.get("/v1/messages/<message_id>")
 def message_status(message_id: str):
     """The current status of each delivery of a message sent by the calling application."""
-    return _reply(sending.message_status(message_id, logs.current_id()))
+    return sending.message_status(message_id, logs.current_id()).response()
 
 
 @bp.get("/openapi.json")

@@ -15,14 +15,18 @@ from datetime import timedelta
 from urllib.parse import parse_qsl
 
 from flask import current_app, request
+from flask_babel import gettext as _
 from sqlalchemy import DateTime, Integer, and_, bindparam, delete, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from webapp.api.apps import CallingApp, verify_credentials
+from webapp.api import throttle
+from webapp.api.apps import CallingApp, remembered_credentials, verify_credentials
+from webapp.delivery import idempotency
 from webapp.delivery.content import Notification, default_date
 from webapp.delivery.engine import Target
 from webapp.extensions import db
 from webapp.models import CHANNEL_MP, Binding, RateWindow, User, utcnow
+from webapp.wechat.errors import N_, Sentence
 from webapp.wechat.ids import valid_openid, valid_wecom_userid
 
 VALIDATION_ERROR = 1306000
@@ -58,16 +62,7 @@ def parse_body() -> dict:
     except UnicodeDecodeError:
         raise invalid("the request body is not valid UTF-8: send the JSON encoded as UTF-8") from None
     if text.startswith("{"):
-        try:
-            body = json.loads(text)
-        except ValueError:
-            raise invalid("the request body is not valid JSON") from None
-        except RecursionError:  # nesting deeper than the parser's stack: no real request looks like that
-            raise invalid("the request body is nested too deeply") from None
-        if not isinstance(body, dict):
-            raise invalid("the request body must be a JSON object")
-        _refuse_surrogates(text, body)
-        return body
+        return json_object(text)
     if request.mimetype == "multipart/form-data":
         return request.form.to_dict()  # its parts are UTF-8: the whole body decoded above
     try:
@@ -82,6 +77,20 @@ def parse_body() -> dict:
     for name, value in pairs:
         fields.setdefault(name, value)  # the first value of a repeated field, as forms are read elsewhere
     return fields
+
+
+def json_object(text: str) -> dict:
+    """``text`` (already decoded from UTF-8) read as one JSON object; a validation error when it is not one."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        raise invalid("the request body is not valid JSON") from None
+    except RecursionError:  # nesting deeper than the parser's stack: no real request looks like that
+        raise invalid("the request body is nested too deeply") from None
+    if not isinstance(body, dict):
+        raise invalid("the request body must be a JSON object")
+    _refuse_surrogates(text, body)
+    return body
 
 
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -139,9 +148,19 @@ def authenticate(body: dict) -> Caller:
     if not code or not secret:
         raise ApiError(401, 401, "application credentials are missing: send bk_app_code and bk_app_secret "
                                  "(in X-Bkapi-Authorization, the body or the query)")
-    app = verify_credentials(code, secret)
+    # A pair verified a moment ago costs no database read; any other is first checked against the
+    # throttle of failed authentications (per code and per address, shared by every process).
+    app = remembered_credentials(code, secret)
     if app is None:
-        raise ApiError(401, 401, "the application code or secret is wrong")
+        address = request.remote_addr
+        try:
+            throttle.refuse_if_throttled(code, address)
+        except throttle.Throttled as exc:
+            raise ApiError(429, 429, exc.sentence(), {"Retry-After": str(exc.retry_after)}) from None
+        app = verify_credentials(code, secret)
+        if app is None:
+            throttle.record_failure(code, address)
+            raise ApiError(401, 401, "the application code or secret is wrong")
     if not app.enabled:
         raise ApiError(401, 401, f"the application {code} is disabled; ask an administrator to enable it")
     return Caller(app, pick("bk_username", "username"))
@@ -237,15 +256,52 @@ class SendRequest:
     overrides: dict = field(default_factory=dict)
 
 
-def validate(body: dict, *, heading_key="heading", message_key="message", base64_key="is_message_base64") -> SendRequest:
-    """Check every field of a send request; raise a 1306000 error naming the first wrong one."""
-    receivers = _names(body.get("receiver"), "receiver")
-    usernames = [] if receivers else _names(body.get("receiver__username"), "receiver__username")
+def receivers_of(values) -> tuple[list[str], list[str]]:
+    """The ``receiver`` ids and ``receiver__username`` names in ``values`` (a body, or a query's lists),
+    the names ignored when ids are given; a 1306000 error when there are none, or too many."""
+    receivers = _names(values.get("receiver"), "receiver")
+    usernames = [] if receivers else _names(values.get("receiver__username"), "receiver__username")
     if not receivers and not usernames:
         raise invalid("receiver or receiver__username is required")
     limit = int(current_app.config["SEND_MAX_RECEIVERS"])
     if len(receivers) + len(usernames) > limit:
         raise invalid(f"at most {limit} receivers per request")
+    return receivers, usernames
+
+
+#: Fields of a send request that are not its content: the credentials and the idempotency key itself.
+_NOT_CONTENT = frozenset({"bk_app_code", "app_code", "bk_app_secret", "app_secret", "bk_username", "username",
+                          "idempotency_key"})
+
+
+def idempotency_guard(body: dict, app_id: int, form: str):
+    """The guard of a send request that carries an idempotency key (header ``Idempotency-Key`` or body
+    field ``idempotency_key``), or None without one; a 1306000 error for a key that is not 1-128
+    printable ASCII characters, or two different keys.
+
+    The fingerprint covers the request's content (``form`` names the endpoint's fields), without the
+    credentials: a retry with a rotated secret is still the same request.
+    """
+    header = request.headers.get("Idempotency-Key")
+    field_value = body.get("idempotency_key")
+    if header is None and field_value in (None, ""):
+        return None
+    if field_value not in (None, "") and not isinstance(field_value, str):
+        raise invalid(_("idempotency_key must be a string of 1 to %(max)d characters.", max=idempotency.MAX_KEY_LENGTH))
+    if header is not None and field_value not in (None, "") and header != field_value:
+        raise invalid(_("The Idempotency-Key header and the idempotency_key field differ: send the key once, "
+                        "in either of them."))
+    key = header if header is not None else field_value
+    if not 1 <= len(key) <= idempotency.MAX_KEY_LENGTH or not all(" " <= ch <= "~" for ch in key):
+        raise invalid(_("The idempotency key must be 1 to %(max)d printable ASCII characters (a UUID is a good "
+                        "choice); nothing was sent.", max=idempotency.MAX_KEY_LENGTH))
+    content = {name: value for name, value in body.items() if name not in _NOT_CONTENT}
+    return idempotency.for_key(app_id, key, [form, content])
+
+
+def validate(body: dict, *, heading_key="heading", message_key="message", base64_key="is_message_base64") -> SendRequest:
+    """Check every field of a send request; raise a 1306000 error naming the first wrong one."""
+    receivers, usernames = receivers_of(body)
     data = body.get("data", body if heading_key != "heading" else None)
     if not isinstance(data, dict):
         raise invalid("data must be an object with heading and message")
@@ -282,12 +338,13 @@ _RECEIVERS_BINDINGS = (
     .where(Binding.channel == bindparam("channel"), Binding.account == bindparam("account"),
            Binding.wx_id.in_(bindparam("ids", expanding=True))))
 #: The named users, each with its bindings on a channel and account that are active or were ended by
-#: unfollowing (those get a sentence of their own): one query.
+#: unfollowing or by WeCom deleting the member (those get a sentence of their own): one query.
 _USERS_BINDINGS = (
-    select(User.id, User.username, User.enabled, Binding.wx_id, Binding.active)
+    select(User.id, User.username, User.enabled, Binding.wx_id, Binding.active, Binding.deactivated_reason)
     .outerjoin(Binding, and_(Binding.user_id == User.id, Binding.channel == bindparam("channel"),
                              Binding.account == bindparam("account"),
-                             or_(Binding.active.is_(True), Binding.deactivated_reason == "unsubscribed")))
+                             or_(Binding.active.is_(True),
+                                 Binding.deactivated_reason.in_(("unsubscribed", "member_deleted")))))
     .where(func.lower(User.username).in_(bindparam("names", expanding=True))))
 
 
@@ -295,8 +352,8 @@ def resolve(send: SendRequest, configured) -> tuple[list[Target], list[str]]:
     """The receivers to deliver to, and the user names that cannot receive (for ``username_check``).
 
     A user name counts only when the user exists, is enabled and has an active binding on the
-    configured channel and account. A binding ended by unfollowing the Official Account, or an
-    unknown user, fails at once with the reason, without calling WeChat.
+    configured channel and account. A binding ended by unfollowing the Official Account or by WeCom
+    deleting the member, or an unknown user, fails at once with the reason, without calling WeChat.
     """
     targets: list[Target] = []
     invalid_names: list[str] = []
@@ -306,9 +363,13 @@ def resolve(send: SendRequest, configured) -> tuple[list[Target], list[str]]:
         for receiver in send.receivers:
             binding = bindings.get(receiver)
             refusal = invalid_receiver(receiver, configured.wx_type)
+            reason = "invalid_id" if refusal else None
             if refusal is None and binding is not None and not binding.active and binding.deactivated_reason == "unsubscribed":
                 refusal = "the person unfollowed the Official Account, so WeChat would refuse the message (43004)"
-            targets.append(Target(receiver, binding.username if binding else None, refusal))
+                reason = "unfollowed"
+            elif refusal is None and binding is not None and not binding.active and binding.deactivated_reason == "member_deleted":
+                refusal, reason = _in_both_languages(MEMBER_DELETED), "member_deleted"
+            targets.append(Target(receiver, binding.username if binding else None, refusal, reason))
         return targets, invalid_names
     rows = db.session.execute(_USERS_BINDINGS, {"channel": configured.wx_type, "account": configured.account,
                                                 "names": [n.lower() for n in send.usernames]}).all()
@@ -319,19 +380,33 @@ def resolve(send: SendRequest, configured) -> tuple[list[Target], list[str]]:
     for name in send.usernames:
         user = users.get(name.lower())
         if user is None:
-            reason = "no such user"
+            reason, kind = "no such user", "no_such_user"
         elif not user.enabled:
-            reason = "the user is disabled"
+            reason, kind = "the user is disabled", "user_disabled"
         elif user.id in active:
             targets.append(Target(active[user.id].wx_id, user.username))
             continue
+        elif user.id in left and left[user.id].deactivated_reason == "member_deleted":
+            reason, kind = _in_both_languages(USER_MEMBER_DELETED), "member_deleted"
         elif user.id in left:
-            reason = "the user unfollowed the Official Account; following it again restores notifications"
+            reason, kind = "the user unfollowed the Official Account; following it again restores notifications", "unfollowed"
         else:
-            reason = f"the user has not bound WeChat for {channel_name} (Bind WeChat page)"
+            reason, kind = f"the user has not bound WeChat for {channel_name} (Bind WeChat page)", "not_bound"
         invalid_names.append(name)
-        targets.append(Target("", name, reason))
+        targets.append(Target("", name, reason, kind))
     return targets, invalid_names
+
+
+#: Why a WeCom member deleted from the contacts receives nothing (the binding ended with the member).
+MEMBER_DELETED = N_("the member was deleted from WeCom's contacts, so nothing was sent and WeCom was not called; "
+                    "if the person has a new WeCom account, they bind it on the Bind WeChat page")
+USER_MEMBER_DELETED = N_("the user's WeCom member was deleted from the contacts, so nothing was sent and WeCom was "
+                         "not called; the user binds their new WeCom account, if any, on the Bind WeChat page")
+
+
+def _in_both_languages(message_id: str) -> str:
+    """A refusal for the caller's log and the console, who may read either language: English / 中文."""
+    return " / ".join(Sentence.of(message_id).render(lang) for lang in ("en", "zh"))
 
 
 def invalid_receiver(receiver: str, wx_type: str) -> str | None:

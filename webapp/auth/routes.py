@@ -4,7 +4,7 @@ from __future__ import annotations
 import hmac
 from functools import wraps
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
@@ -19,14 +19,21 @@ bp = Blueprint("auth", __name__)
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    """Flask-Login: the signed-in user, or None once the user is gone, or signed in with an old password.
+    """Flask-Login: the signed-in user, or None once the user is gone, disabled, or signed in with an old password.
 
-    Disabled users are refused by Flask-Login itself (``is_active``).
+    Flask-Login checks ``is_active`` only when signing in, so a disabled user's open sessions (and
+    remember cookies) end here, at their next request; the browser's cookies then forget the user,
+    so enabling them again later does not bring that session back.
     """
     number, _sep, stamp = (user_id or "").partition(":")
     try:
         user = db.session.get(User, int(number))
     except (TypeError, ValueError):
+        return None
+    if user is not None and not user.enabled:
+        for key in ("_user_id", "_fresh", "_id"):
+            session.pop(key, None)
+        session["_remember"] = "clear"  # Flask-Login deletes the remember cookie after this request
         return None
     if user is None or not hmac.compare_digest(stamp.encode(), user.session_stamp.encode()):
         return None

@@ -8,6 +8,7 @@ from datetime import timedelta
 from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 
 from webapp.auth.passwords import password_problem
 from webapp.extensions import db
@@ -47,9 +48,13 @@ def create_user(username: str, password: str, *, is_admin: bool = False, actor: 
         raise UserError(_("The user name %(name)s is already taken.", name=username))
     user = User(username=username, is_admin=is_admin)
     user.set_password(password)
-    with db.transaction() as session:
-        session.add(user)
-        session.add(AuditEntry(actor=actor, action="user.create", target=username, detail={"admin": is_admin}))
+    try:
+        with db.transaction() as session:
+            session.add(user)
+            session.add(AuditEntry(actor=actor, action="user.create", target=username, detail={"admin": is_admin}))
+    except IntegrityError:
+        # Another request created the same name between the check above and this insert.
+        raise UserError(_("The user name %(name)s is already taken.", name=username)) from None
     return user
 
 
@@ -116,7 +121,9 @@ def authenticate(username: str, password: str, address: str) -> User | None:
 
 
 def purge_old_failures() -> int:
-    """Delete failed sign-ins older than the throttling window; returns how many."""
-    cutoff = utcnow() - timedelta(seconds=current_app.config["LOGIN_WINDOW_SECONDS"])
+    """Delete failed sign-ins (and failed API authentications, kept in the same table) older than their
+    throttling windows; returns how many."""
+    config = current_app.config
+    cutoff = utcnow() - timedelta(seconds=max(config["LOGIN_WINDOW_SECONDS"], config.get("API_AUTH_WINDOW_SECONDS", 0)))
     with db.transaction() as session:
         return session.execute(delete(LoginFailure).where(LoginFailure.at < cutoff)).rowcount

@@ -1,4 +1,5 @@
-"""What the binding part does with WeChat's events: QR scans bind, unfollowing deactivates.
+"""What the binding part does with WeChat's events: QR scans bind, unfollowing deactivates, and WeCom's
+contact changes end or move bindings.
 
 The replies are the short passive messages the person sees in WeChat right after scanning.
 """
@@ -12,6 +13,7 @@ from flask_babel import lazy_gettext as _l
 from webapp.binding import services
 from webapp.callback import store
 from webapp.models import CHANNEL_MP
+from webapp.wechat.ids import valid_wecom_userid
 
 SCENE_PREFIX = "qrscene_"
 
@@ -87,4 +89,18 @@ def scanned(message: dict, configured) -> str | None:
 def unsubscribed(message: dict, configured) -> None:
     """The person unfollowed: their binding stops receiving (no reply can reach them anyway)."""
     services.follower_left(message.get("FromUserName", ""), configured.account)
+    return None
+
+
+def contact_changed(message: dict, configured) -> None:
+    """A WeCom contact change (``change_contact``): ``delete_user`` ends the member's binding,
+    ``update_user`` with ``NewUserID`` moves it to the new userid; other changes need nothing."""
+    change = message.get("ChangeType", "").lower()
+    userid = message.get("UserID", "")
+    if not valid_wecom_userid(userid):
+        return None
+    if change == "delete_user":
+        services.member_deleted(userid, configured.account)
+    elif change == "update_user" and valid_wecom_userid(message.get("NewUserID", "")):
+        services.member_renamed(userid, message["NewUserID"], configured.account)
     return None

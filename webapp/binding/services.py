@@ -9,6 +9,8 @@ Rules (also in the README):
   OAuth state) and belongs to the user who asked for it;
 - unfollowing the Official Account deactivates the binding; following again with the same openid
   reactivates it; an explicit unbind is final until the user binds again;
+- a member deleted from WeCom's contacts loses the binding (sends to them fail at once); a member
+  whose userid WeCom changed keeps it under the new userid;
 - every bind, unbind, refusal and deactivation is written to the audit log.
 """
 from __future__ import annotations
@@ -351,6 +353,53 @@ def follower_returned(openid: str, account: str) -> User | None:
         binding.active, binding.deactivated_at, binding.deactivated_reason = True, None, None
         _audit(session, "wechat", "binding.reactivated", openid, user_id=binding.user_id)
         return session.get(User, binding.user_id)
+
+
+#: Why a binding ended when WeCom deleted the member (the send API refuses such receivers at once).
+MEMBER_DELETED = "member_deleted"
+
+
+def _wecom_binding(session, account: str, userid: str) -> Binding | None:
+    """The binding of a WeCom userid on ``account``, locked; userids are compared without case, as WeCom does."""
+    return session.scalar(select(Binding).where(Binding.channel == CHANNEL_QYWX, Binding.account == account,
+                                                func.lower(Binding.wx_id) == userid.lower()).with_for_update())
+
+
+def member_deleted(userid: str, account: str) -> bool:
+    """WeCom deleted the member ``userid``: their binding ends (audited); sends to them then fail at once."""
+    with db.transaction() as session:
+        binding = _wecom_binding(session, account, userid)
+        if binding is None or not binding.active:
+            return False
+        binding.active, binding.deactivated_at, binding.deactivated_reason = False, utcnow(), MEMBER_DELETED
+        _audit(session, "wecom", "binding.deactivated", binding.wx_id, reason=MEMBER_DELETED, user_id=binding.user_id,
+               channel=CHANNEL_QYWX)
+    return True
+
+
+def member_renamed(userid: str, new_userid: str, account: str) -> bool:
+    """WeCom changed the member's userid: their binding follows it to ``new_userid`` (audited).
+
+    A binding already held by ``new_userid`` can only be left over from an earlier member of that
+    userid (WeCom's userids are unique): it is removed, with its own audit entry.
+    """
+    if not new_userid or new_userid.lower() == userid.lower():
+        return False
+    with db.transaction() as session:
+        binding = _wecom_binding(session, account, userid)
+        if binding is None:
+            return False
+        stale = _wecom_binding(session, account, new_userid)
+        if stale is not None:
+            _audit(session, "wecom", "binding.removed", stale.wx_id, reason="userid_taken_over", user_id=stale.user_id,
+                   channel=CHANNEL_QYWX)
+            session.delete(stale)
+            session.flush()  # one identity per account: the old row goes before the new id is written
+        old = binding.wx_id
+        binding.wx_id = new_userid
+        _audit(session, "wecom", "binding.userid_changed", new_userid, from_userid=old, user_id=binding.user_id,
+               channel=CHANNEL_QYWX)
+    return True
 
 
 def admin_list(search: str = "", wx_type: str = "", state: str = "", limit: int = 50, offset: int = 0):

@@ -48,12 +48,15 @@ class Answer:
     xml: bool = False
 
 
-def record(method: str, outcome: str, *, mode: str = "plain", remote_addr: str = "", detail: str = "") -> None:
+def record(method: str, outcome: str, *, mode: str = "plain", remote_addr: str = "", detail: str = "",
+           channel: str = CHANNEL_MP) -> None:
+    """Count a callback request and keep its outcome for the wizard and the console (``channel``:
+    the Official Account's callback, or the WeCom application's "qywx")."""
     kind = "verification" if method == "GET" else "message"
-    metrics.callback_request(method, outcome)
+    metrics.callback_request(method, outcome, channel)
     try:
         with db.transaction() as session:
-            session.add(CallbackAttempt(method=method, kind=kind, outcome=outcome, mode=mode,
+            session.add(CallbackAttempt(method=method, kind=kind, outcome=outcome, mode=mode, channel=channel,
                                         remote_addr=remote_addr[:64], detail=detail[:500]))
     except Exception:  # bookkeeping must never turn an answer into an error
         log.exception("could not record a callback attempt")
@@ -63,7 +66,8 @@ def _max_skew() -> int:
     return int(current_app.config.get("CALLBACK_MAX_CLOCK_SKEW", MAX_CLOCK_SKEW))
 
 
-def _fresh_timestamp(timestamp: str) -> bool:
+def fresh_timestamp(timestamp: str) -> bool:
+    """Whether a request's timestamp is within the allowed distance of the server's clock."""
     try:
         return abs(time.time() - int(timestamp)) <= _max_skew()
     except (TypeError, ValueError, OverflowError):  # OverflowError: a timestamp of hundreds of digits
@@ -115,7 +119,7 @@ def verify_url(args: dict, remote_addr: str) -> Answer:
                     detail="the signature does not match the Token configured here"
                            + (" nor the Token of the set-up wizard's draft" if drafts else ""))
             return Answer(403, "signature mismatch: the Token on WeChat's server configuration page differs from this service's")
-    if not _fresh_timestamp(timestamp):
+    if not fresh_timestamp(timestamp):
         record("GET", "stale_timestamp", remote_addr=remote_addr, detail=f"timestamp {timestamp[:20]}")
         return Answer(403, "timestamp too far from the server's clock: check the server's time (NTP)")
     # A URL check uses up its timestamp and nonce like a push does: its signature is the one a
@@ -186,15 +190,15 @@ def _handle_message(ledger: store.Ledger, args: dict, body: bytes, remote_addr: 
             return refuse(400, "decrypt_failed", "the message cannot be decrypted: check the EncodingAESKey")
     else:
         message = outer
-    if not _fresh_timestamp(timestamp):
+    if not fresh_timestamp(timestamp):
         return refuse(403, "stale_timestamp", "timestamp too far from the server's clock")
     summary = f"{message.get('MsgType', '?')}/{message.get('Event', '')}".rstrip("/")
     key = _dedupe_key(message)
-    admission, stored_reply = _admit(ledger, timestamp, nonce, key, mode, remote_addr, summary)
+    admission, stored_reply = admit(ledger, timestamp, nonce, key, mode, remote_addr, summary)
     metrics.callback_request("POST", {store.NEW: "ok", store.REPLAY: "replayed_nonce"}.get(admission, admission))
     if admission == store.REPLAY:
         return Answer(403, "this timestamp and nonce were already used: the request is a replay")
-    reply = stored_reply if admission == store.DUPLICATE else _dispatch(ledger, message, channel, key)
+    reply = stored_reply if admission == store.DUPLICATE else dispatch(ledger, message, channel, key)
     if not reply:
         return Answer(200, "success")
     if crypto is not None:
@@ -232,8 +236,8 @@ def _dedupe_key(message: dict) -> str:
 OK_LOG_INTERVAL = 10.0
 
 
-def _admit(ledger: store.Ledger, timestamp: str, nonce: str, key: str, mode: str, remote_addr: str,
-           summary: str) -> tuple[str, str | None]:
+def admit(ledger: store.Ledger, timestamp: str, nonce: str, key: str, mode: str, remote_addr: str,
+          summary: str, channel: str = CHANNEL_MP) -> tuple[str, str | None]:
     """Use up the request's (timestamp, nonce) and record the event (see :meth:`store.Ledger.admit`).
 
     Returns (REPLAY, None) for a timestamp and nonce used before, (DUPLICATE, reply) for an event
@@ -243,18 +247,18 @@ def _admit(ledger: store.Ledger, timestamp: str, nonce: str, key: str, mode: str
     now = utcnow()
     admission, reply = ledger.admit(replay_key(timestamp, nonce), key, now)
     if admission == store.NEW:
-        logged = current_app.extensions.setdefault("callback_ok_logged", [0.0])
+        logged = current_app.extensions.setdefault(f"callback_ok_logged_{channel}", [0.0])
         if time.monotonic() - logged[0] < OK_LOG_INTERVAL:
             return admission, None
         logged[0] = time.monotonic()
     outcome = {store.NEW: "ok", store.REPLAY: "replayed_nonce"}.get(admission, admission)
-    ledger.attempt(now, "POST", "message", outcome, mode, remote_addr, summary)
+    ledger.attempt(now, "POST", "message", outcome, mode, remote_addr, summary, channel)
     return admission, reply
 
 
-def _dispatch(ledger: store.Ledger, message: dict, channel, key: str) -> str | None:
+def dispatch(ledger: store.Ledger, message: dict, channel, key: str) -> str | None:
     """Run the message's handler (once per WeChat event: the caller admitted it as new)."""
-    handler = handlers.table().find(message)
+    handler = handlers.table().find(message, channel.wx_type)
     if handler is None:
         return None
     try:
@@ -271,9 +275,12 @@ def _dispatch(ledger: store.Ledger, message: dict, channel, key: str) -> str | N
     return reply
 
 
-def recent_attempts(limit: int = 20) -> list[CallbackAttempt]:
-    """The latest callback requests and their outcomes, newest first."""
-    return list(db.session.scalars(select(CallbackAttempt).order_by(CallbackAttempt.at.desc(), CallbackAttempt.id.desc()).limit(limit)))
+def recent_attempts(limit: int = 20, channel: str | None = None) -> list[CallbackAttempt]:
+    """The latest callback requests and their outcomes, newest first (of one channel's callback, or all)."""
+    query = select(CallbackAttempt)
+    if channel is not None:
+        query = query.where(CallbackAttempt.channel == channel)
+    return list(db.session.scalars(query.order_by(CallbackAttempt.at.desc(), CallbackAttempt.id.desc()).limit(limit)))
 
 
 def plaintext_refusals(hours: int = 24) -> tuple[int, CallbackAttempt | None]:
@@ -285,12 +292,12 @@ def plaintext_refusals(hours: int = 24) -> tuple[int, CallbackAttempt | None]:
     return count, latest
 
 
-def last_verification() -> CallbackAttempt | None:
-    """The latest URL verification request (GET), whatever its outcome."""
-    return db.session.scalar(
-        select(CallbackAttempt).where(CallbackAttempt.kind == "verification")
-        .order_by(CallbackAttempt.at.desc(), CallbackAttempt.id.desc()).limit(1)
-    )
+def last_verification(channel: str | None = None) -> CallbackAttempt | None:
+    """The latest URL verification request (GET), whatever its outcome (of one channel's callback, or any)."""
+    query = select(CallbackAttempt).where(CallbackAttempt.kind == "verification")
+    if channel is not None:
+        query = query.where(CallbackAttempt.channel == channel)
+    return db.session.scalar(query.order_by(CallbackAttempt.at.desc(), CallbackAttempt.id.desc()).limit(1))
 
 
 def purge_old() -> None:

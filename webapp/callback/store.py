@@ -45,8 +45,8 @@ _SQL = {
         "reply": "SELECT reply FROM callback_events WHERE dedupe_key = :key",
         "save_reply": "UPDATE callback_events SET reply = :reply WHERE dedupe_key = :key",
         "forget": "DELETE FROM callback_events WHERE dedupe_key = :key",
-        "attempt": "INSERT INTO callback_attempts (at, method, kind, outcome, mode, remote_addr, detail) "
-                   "VALUES (:at, :method, :kind, :outcome, :mode, :remote_addr, :detail)",
+        "attempt": "INSERT INTO callback_attempts (at, method, kind, outcome, mode, remote_addr, detail, channel) "
+                   "VALUES (:at, :method, :kind, :outcome, :mode, :remote_addr, :detail, :channel)",
     },
     "postgresql": {
         # The final SELECT sees the table as it was before the statement: for a retry, the row (and
@@ -64,8 +64,8 @@ _SQL = {
         "save_reply": "UPDATE callback_events SET reply = %(reply)s WHERE dedupe_key = %(key)s "
                       "AND set_config('synchronous_commit', 'off', true) IS NOT NULL",
         "forget": "DELETE FROM callback_events WHERE dedupe_key = %(key)s",
-        "attempt": "INSERT INTO callback_attempts (at, method, kind, outcome, mode, remote_addr, detail) "
-                   "VALUES (%(at)s, %(method)s, %(kind)s, %(outcome)s, %(mode)s, %(remote_addr)s, %(detail)s)",
+        "attempt": "INSERT INTO callback_attempts (at, method, kind, outcome, mode, remote_addr, detail, channel) "
+                   "VALUES (%(at)s, %(method)s, %(kind)s, %(outcome)s, %(mode)s, %(remote_addr)s, %(detail)s, %(channel)s)",
     },
 }
 
@@ -125,10 +125,13 @@ class Ledger:
         """Forget an admitted event (its handler failed): WeChat's retry of it runs the handler again."""
         self._write("forget", {"key": dedupe_key})
 
-    def attempt(self, at: datetime, method: str, kind: str, outcome: str, mode: str, remote_addr: str, detail: str) -> None:
-        """Add a request's outcome to the attempt log the set-up wizard and the console show."""
+    def attempt(self, at: datetime, method: str, kind: str, outcome: str, mode: str, remote_addr: str, detail: str,
+                channel: str = "mp") -> None:
+        """Add a request's outcome to the attempt log the set-up wizard and the console show
+        (``channel``: whose callback it was, the Official Account's or the WeCom application's)."""
         self._write("attempt", {"at": self._time(at), "method": method, "kind": kind, "outcome": outcome,
-                                "mode": mode, "remote_addr": remote_addr[:64], "detail": detail[:500]})
+                                "mode": mode, "remote_addr": remote_addr[:64], "detail": detail[:500],
+                                "channel": channel})
 
 
 @lru_cache(maxsize=64)

@@ -1,11 +1,12 @@
 """What the console's overview shows: the channel's health, recent deliveries, frequent errors."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
 from webapp import channel as channel_config
+from webapp.api import throttle
 from webapp.callback.services import last_verification, plaintext_refusals, recent_attempts
 from webapp.extensions import db
 from webapp.models import CHANNEL_MP, AccessToken, Delivery, utcnow
@@ -22,8 +23,8 @@ def token_state(configured) -> AccessToken | None:
                              .order_by(AccessToken.fetched_at.desc().nulls_last()).limit(1))
 
 
-def hourly_deliveries(hours: int = 24) -> tuple[list[dict], list[str], dict]:
-    """Deliveries created in each of the last ``hours`` hours, by status; plus the totals."""
+def hourly_deliveries(hours: int = 24) -> tuple[list[dict], list[datetime], dict]:
+    """Deliveries created in each of the last ``hours`` hours, by status; the hours' starts (UTC); the totals."""
     now = utcnow().replace(minute=0, second=0, microsecond=0)
     start = now - timedelta(hours=hours - 1)
     rows = db.session.execute(select(Delivery.created_at, Delivery.status).where(Delivery.created_at >= start)).all()
@@ -34,8 +35,7 @@ def hourly_deliveries(hours: int = 24) -> tuple[list[dict], list[str], dict]:
         if 0 <= index < hours and status in totals:
             buckets[index][status] += 1
             totals[status] += 1
-    labels = [(start + timedelta(hours=i)).strftime("%H:00") for i in range(hours)]
-    return buckets, labels, totals
+    return buckets, [start + timedelta(hours=i) for i in range(hours)], totals
 
 
 def frequent_errors(language: str, days: int = 7, limit: int = 5) -> list[dict]:
@@ -55,7 +55,7 @@ def frequent_errors(language: str, days: int = 7, limit: int = 5) -> list[dict]:
 def overview(language: str) -> dict:
     """Everything the overview page shows."""
     configured = channel_config.load()
-    buckets, labels, totals = hourly_deliveries()
+    buckets, starts, totals = hourly_deliveries()
     return {
         "configured": configured,
         "token": token_state(configured),
@@ -63,8 +63,10 @@ def overview(language: str) -> dict:
         "attempts": recent_attempts(5),
         "plaintext_refused": plaintext_refusals()[0],
         "buckets": buckets,
-        "labels": labels,
+        "labels": [f"{hour:%H}:00" for hour in starts],
+        "starts": starts,
         "totals": totals,
         "errors": frequent_errors(language),
+        "api_auth_failures": throttle.recent(10),
         "now": utcnow(),
     }

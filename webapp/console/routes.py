@@ -1,7 +1,7 @@
 """The administrators' console: an overview of users, calling applications and the channel."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -34,7 +34,8 @@ def index():
     from webapp.console.health import overview
 
     data = overview(get_locale().language)
-    chart = stacked_bars(data["buckets"], data["labels"], title=_("Deliveries per hour, last 24 hours (UTC)"))
+    chart = stacked_bars(data["buckets"], data["labels"], title=_("Deliveries per hour, last 24 hours"),
+                         starts=data["starts"])
     return render_template(
         "console/index.html", **data, chart=chart,
         apps=db.session.scalars(select(ApiApp).order_by(ApiApp.app_code)).all(),
@@ -92,22 +93,45 @@ def unbind_binding(binding_id: int):
 @bp.route("/apps/", methods=["GET", "POST"])
 @admin_required
 def apps():
-    """The applications allowed to call the send API; register one (its secret is shown once)."""
+    """The applications allowed to call the send API; register one (its secret is shown once, after a redirect)."""
     from webapp.api.apps import AppError, create_app_credentials
     from webapp.console.forms import NewAppForm
 
     form = NewAppForm()
-    secret = None
     if form.validate_on_submit():
         try:
             _, secret = create_app_credentials(form.app_code.data, actor=current_user.username,
                                                rate_limit_per_minute=form.rate_limit.data)
         except AppError as exc:
             form.app_code.errors.append(str(exc))
+        else:
+            return _show_secret_next(form.app_code.data, secret, rotated=False)
+    return _apps_page(form if form.errors else NewAppForm(formdata=None), 400 if form.errors else 200)
+
+
+def _show_secret_next(app_code: str, secret: str, *, rotated: bool):
+    """Redirect to the applications page, which shows the new secret once (so a reload cannot post again)."""
+    from webapp.console.services import keep_secret_for_next_page
+
+    keep_secret_for_next_page(app_code, secret, rotated=rotated)
+    return redirect(url_for("console.apps"), 303)
+
+
+def _apps_page(form, status: int = 200):
+    """The applications page; with the secret kept for it, shown once with ready-to-paste example calls."""
+    from webapp.console.services import example_calls, take_secret
+
     listed = db.session.scalars(select(ApiApp).order_by(ApiApp.app_code)).all()
-    page = render_template("console/apps.html", form=form, apps=listed, secret=secret,
-                           new_code=form.app_code.data if secret else None, action_form=EmptyForm())
-    return page, 400 if form.errors else 200
+    shown = take_secret() if request.method == "GET" else None
+    examples = None
+    if shown:
+        base = current_app.config.get("PUBLIC_URL") or request.host_url
+        examples = example_calls(base, shown["code"], shown["secret"], current_user.username)
+    page = render_template("console/apps.html", form=form, apps=listed, secret=shown and shown["secret"],
+                           new_code=shown and shown["code"], rotated=shown and shown["rotated"], examples=examples,
+                           action_form=EmptyForm())
+    # A page holding a secret must not stay in any cache, the browser's back-forward cache included.
+    return page, status, ({"Cache-Control": "no-store"} if shown else {})
 
 
 def _app_or_404(app_id: int) -> ApiApp:
@@ -120,15 +144,11 @@ def _app_or_404(app_id: int) -> ApiApp:
 @bp.post("/apps/<int:app_id>/rotate")
 @admin_required
 def rotate_app_secret(app_id: int):
-    """Give an application a new secret (shown once); the old one stops working at once."""
+    """Give an application a new secret (shown once, after a redirect); the old one stops working at once."""
     from webapp.api.apps import rotate_secret
-    from webapp.console.forms import NewAppForm
 
     api_app = _app_or_404(app_id)
-    secret = rotate_secret(api_app, actor=current_user.username)
-    listed = db.session.scalars(select(ApiApp).order_by(ApiApp.app_code)).all()
-    return render_template("console/apps.html", form=NewAppForm(formdata=None), apps=listed, secret=secret,
-                           new_code=api_app.app_code, rotated=True, action_form=EmptyForm())
+    return _show_secret_next(api_app.app_code, rotate_secret(api_app, actor=current_user.username), rotated=True)
 
 
 @bp.post("/apps/<int:app_id>/enabled")

@@ -38,12 +38,26 @@ def describe_accepted(message: Message, invalid_usernames: list[str] | None = No
     the caller is still told its message was accepted (it is stored, and will be delivered) rather
     than an error that would make it send the message a second time.
     """
-    return {
-        "message_id": message.public_id,
-        "deliveries": [
-            {"receiver": d.receiver, "username": d.username, "status": d.status or QUEUED,
-             "errcode": d.errcode, "errmsg": d.errmsg, "receipt": None}
-            for d in message.accepted
-        ],
-        "username_check": {"invalid": invalid_usernames or []},
-    }
+    return _from_memory(message, {}, invalid_usernames)
+
+
+def describe_sent(message: Message, written: dict[int, dict], invalid_usernames: list[str] | None = None) -> dict:
+    """The answer's ``data`` from memory: the deliveries as accepted, with the outcomes ``written`` since.
+
+    ``written`` is what :func:`webapp.delivery.engine.send_now` returns when it knows every outcome
+    it wrote (delivery id -> row values); a delivery not in it is as it was accepted. This is what
+    :func:`describe` would read back, without the round trip (a receipt comes later, from WeChat).
+    """
+    return _from_memory(message, written, invalid_usernames)
+
+
+def _from_memory(message: Message, written: dict[int, dict], invalid_usernames: list[str] | None) -> dict:
+    deliveries = []
+    for d in message.accepted:
+        outcome = written.get(d.id)
+        status, errcode, errmsg = ((outcome["status"], outcome.get("errcode"), outcome.get("errmsg"))
+                                   if outcome else (d.status or QUEUED, d.errcode, d.errmsg))
+        deliveries.append({"receiver": d.receiver, "username": d.username, "status": status,
+                           "errcode": errcode, "errmsg": errmsg, "receipt": None})
+    return {"message_id": message.public_id, "deliveries": deliveries,
+            "username_check": {"invalid": invalid_usernames or []}}

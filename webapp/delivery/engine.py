@@ -16,7 +16,8 @@
   ``enable_duplicate_check`` and rebuilt identically (same receivers, same order, same content).
 
 Next to it: ``links`` signs the detail links, ``receipts`` records WeChat's delivery reports,
-``retry`` queues an administrator's retry, and ``answers`` shapes what a sender is told.
+``retry`` queues an administrator's retry, ``answers`` shapes what a sender is told, and
+``idempotency`` recognises a request that comes again (an Idempotency-Key, a webhook's retry).
 """
 from __future__ import annotations
 
@@ -30,12 +31,13 @@ from itertools import groupby
 
 from flask import Flask, current_app
 from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from webapp import channel as channel_config
 from webapp import logs, metrics, runtime
 from webapp.clients import mp_client, work_client
-from webapp.delivery import claims
+from webapp.delivery import claims, idempotency
 from webapp.delivery.content import Notification, template_message, wecom_message
 from webapp.delivery.links import detail_url
 from webapp.delivery.outcomes import Outcomes
@@ -58,6 +60,7 @@ class Target:
     receiver: str
     username: str | None = None
     refusal: str | None = None  # set: the delivery fails at once, WeChat is not called
+    reason: str | None = None  # with a refusal: its kind for the metrics (not_bound, invalid_id, ...)
 
 
 # --- accepting ------------------------------------------------------------------------------------
@@ -87,13 +90,18 @@ class Accepted:
 
 
 def accept(*, api_app_id: int | None, request_id: str, configured, notification: Notification, targets: list[Target],
-           overrides: dict | None = None) -> Message:
+           overrides: dict | None = None, source: str | None = None,
+           guard: idempotency.Guard | None = None) -> Message:
     """Store the message and its deliveries in one transaction, claimed by this request.
 
     The deliveries are inserted in one multi-row statement (a fan-out may name 10,000 receivers)
     and kept on ``message.accepted`` (:class:`Accepted`, in receiver order). The claim is open when
     this returns: :func:`send_now` (or the caller, when it does not send) must let it go; until then
-    this process keeps it alive.
+    this process keeps it alive. ``source`` says how the message came in (``models.SOURCES``).
+
+    With a ``guard`` (an idempotency key, a webhook notification) its record is inserted in the same
+    transaction, before the deliveries: when another request with the same key was accepted first,
+    nothing is stored and :class:`~webapp.delivery.idempotency.Repeated` names that request's message.
     """
     now = utcnow()
     registry = _claims()
@@ -106,7 +114,7 @@ def accept(*, api_app_id: int | None, request_id: str, configured, notification:
             options["corpsecret_enc"] = box().encrypt(overrides["corpsecret"])
     message = Message(request_id=request_id, api_app_id=api_app_id, channel=configured.wx_type, account=configured.account,
                       heading=notification.heading, body=notification.message, date=notification.date,
-                      remark=notification.remark, url=notification.url, options=options or None)
+                      remark=notification.remark, url=notification.url, options=options or None, source=source)
     until = now + registry.lease
     rows = [{"receiver": t.receiver, "username": t.username, "client_msg_id": new_public_id(), "attempts": 0,
              "status": FAILED if t.refusal else QUEUED, "errmsg": t.refusal, "next_attempt_at": now,
@@ -116,17 +124,40 @@ def accept(*, api_app_id: int | None, request_id: str, configured, notification:
         with db.transaction() as session:
             session.add(message)
             session.flush()  # the message's id, for its deliveries
+            if guard is not None:
+                # Before the deliveries: a second identical request waits here for the first one's
+                # transaction, then fails, without having written thousands of rows first.
+                idempotency.record(session, guard, message)
             for row in rows:
                 row["message_id"] = message.id
             ids = session.scalars(insert(Delivery).returning(Delivery.id, sort_by_parameter_order=True), rows).all() if rows else []
+    except IntegrityError:
+        registry.let_go(claim)
+        found = idempotency.earlier(guard) if guard is not None else None
+        if found is None:
+            raise
+        raise idempotency.Repeated(found) from None
     except BaseException:
         registry.let_go(claim)
         raise
+    metrics.message_accepted(message.origin)
+    _count_refusals(configured.wx_type, targets)
     message.accepted = [Accepted(id=i, receiver=r["receiver"], username=r["username"], status=r["status"],
                                  errmsg=r["errmsg"], client_msg_id=r["client_msg_id"], created_at=now)
                         for i, r in zip(ids, rows)]
     message.claim = claim  # not a column: the claim this request holds on the new rows
     return message
+
+
+def _count_refusals(channel: str, targets: list[Target]) -> None:
+    """Count the deliveries failed before WeChat was called, by reason: alerts on failed deliveries
+    must see a receiver that is not bound as well as one WeChat refused."""
+    refused: dict[str, int] = {}
+    for target in targets:
+        if target.refusal:
+            refused[target.reason or "refused"] = refused.get(target.reason or "refused", 0) + 1
+    for reason, count in refused.items():
+        metrics.deliveries_refused(channel, reason, count)
 
 
 # --- sending --------------------------------------------------------------------------------------
@@ -333,12 +364,15 @@ def _wecom_jobs(message: Message, deliveries: list[Delivery]):
     return [(_send_qy, list(group)) for _, group in groupby(ids, key=lambda i: batch_of.get(i, 0))]
 
 
-def deliver(message: Message, deliveries: list[Delivery], budget: float, claim: str) -> None:
-    """Send now, within ``budget`` seconds; what is left stays queued and is handed to the retry job."""
-    deliver_many([(message, deliveries)], budget, claim)
+def deliver(message: Message, deliveries: list[Delivery], budget: float, claim: str) -> dict[int, dict] | None:
+    """Send now, within ``budget`` seconds; what is left stays queued and is handed to the retry job.
+
+    Returns what :func:`deliver_many` returns.
+    """
+    return deliver_many([(message, deliveries)], budget, claim)
 
 
-def deliver_many(work: list[tuple[Message, list[Delivery]]], budget: float, claim: str) -> None:
+def deliver_many(work: list[tuple[Message, list[Delivery]]], budget: float, claim: str) -> dict[int, dict] | None:
     """Send the deliveries of several messages at once through the pool, within one ``budget``.
 
     Every WeChat call is handed to the pool before waiting, so one slow message does not hold the
@@ -347,6 +381,11 @@ def deliver_many(work: list[tuple[Message, list[Delivery]]], budget: float, clai
     access token per account; the pool's threads then only call WeChat, and their outcomes are
     written in batches (:mod:`.outcomes`). The rows are held by ``claim``: each call holds it until
     its outcome is written, so calls still running after the budget keep their rows' leases alive.
+
+    Returns the row values written for the deliveries whose outcome is known by now (delivery id ->
+    status, errcode, errmsg, ...), when that is the whole story: every other delivery passed in is
+    still queued. Returns None when only the database can tell (a WeCom batch or a changed account
+    wrote outcomes of its own, or a row was taken over by another claim).
 
     Only the attributes of the objects passed in are read, and the caller's session is left as it
     is: a caller holding a transaction while it waits keeps a database connection other threads may
@@ -362,6 +401,7 @@ def deliver_many(work: list[tuple[Message, list[Delivery]]], budget: float, clai
     client = mp_client()
     holders: dict[tuple[str, str], TokenHolder] = {}
     futures: dict = {}  # future -> (delivery ids, whether it reports to ``outcomes``)
+    outcomes_tell_all = True
 
     def submit(func, ids: list[int], reports: bool, *args) -> None:
         registry.hold(claim)
@@ -374,8 +414,10 @@ def deliver_many(work: list[tuple[Message, list[Delivery]]], budget: float, clai
         changed = account_changed(message, configured)
         if changed is not None:
             _fail_changed([d.id for d in deliveries], changed, claim, message.channel)
+            outcomes_tell_all = False
             continue
         if message.channel != CHANNEL_MP:
+            outcomes_tell_all = False
             for func, ids in _wecom_jobs(message, deliveries):
                 submit(func, ids, False, app, claim, message.id, ids)
             continue
@@ -399,6 +441,7 @@ def deliver_many(work: list[tuple[Message, list[Delivery]]], budget: float, clai
     for future in done:
         if future.exception() is not None:
             log.error("delivery call failed unexpectedly: %s", future.exception())
+    return outcomes.written() if outcomes_tell_all else None
 
 
 #: Of the time budget, what is kept for writing the outcomes and the answer after the calls: a fixed
@@ -407,20 +450,22 @@ ANSWER_RESERVE_SECONDS = 0.5
 ANSWER_RESERVE_PER_DELIVERY_SECONDS = 0.00015
 
 
-def send_now(message: Message, started: float | None = None) -> None:
+def send_now(message: Message, started: float | None = None) -> dict[int, dict] | None:
     """Deliver a just-accepted message within the time budget, then let its claim go.
 
     The budget (DELIVERY_TIME_BUDGET) counts from ``started`` (a ``time.monotonic()`` reading, by
     default now): a request that spent time parsing and storing a large message waits that much
-    less, so that its answer still comes within the budget.
+    less, so that its answer still comes within the budget. Returns what :func:`deliver_many`
+    returns (for the answer: see :func:`webapp.delivery.answers.describe_sent`).
     """
     try:
         waiting = [d for d in message.accepted if d.status == QUEUED]
-        if waiting:
-            spent = 0.0 if started is None else time.monotonic() - started
-            reserve = ANSWER_RESERVE_SECONDS + ANSWER_RESERVE_PER_DELIVERY_SECONDS * len(message.accepted)
-            budget = float(current_app.config["DELIVERY_TIME_BUDGET"]) - spent - reserve
-            deliver(message, waiting, max(0.0, budget), message.claim)
+        if not waiting:
+            return {}
+        spent = 0.0 if started is None else time.monotonic() - started
+        reserve = ANSWER_RESERVE_SECONDS + ANSWER_RESERVE_PER_DELIVERY_SECONDS * len(message.accepted)
+        budget = float(current_app.config["DELIVERY_TIME_BUDGET"]) - spent - reserve
+        return deliver(message, waiting, max(0.0, budget), message.claim)
     finally:
         _claims().let_go(message.claim)
 

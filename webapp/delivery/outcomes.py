@@ -37,6 +37,11 @@ class Outcomes:
         self._pending: list[tuple[int, str, dict]] = []  # (delivery id, channel, row values)
         self._first_at = 0.0
         self._expected = 0
+        # What was written, per delivery id: lets a sender answer from memory instead of reading the
+        # rows back. ``_exact`` turns false when a write may have missed rows (taken over by another
+        # claim), and then only the database knows.
+        self._written: dict[int, dict] = {}
+        self._exact = True
 
     def expect(self, count: int) -> None:
         """``count`` more calls will report (or be cancelled, see :meth:`cancelled`)."""
@@ -65,13 +70,25 @@ class Outcomes:
         with self._lock:
             batch, self._pending = self._pending, []
         if batch:
-            write(batch, self._claim)
+            exact = write(batch, self._claim)
+            with self._lock:
+                if exact:
+                    self._written.update((delivery_id, values) for delivery_id, _, values in batch)
+                else:
+                    self._exact = False
+
+    def written(self) -> dict[int, dict] | None:
+        """The row values written so far per delivery id, or None when the database must be asked."""
+        with self._lock:
+            return dict(self._written) if self._exact else None
 
 
-def write(batch: list[tuple[int, str, dict]], claim: str) -> None:
+def write(batch: list[tuple[int, str, dict]], claim: str) -> bool:
     """Write ``(delivery id, channel, values)`` outcomes of calls made by ``claim``; count them in the metrics.
 
     Each counts one attempt. Rows with the same columns to set go in one executemany UPDATE.
+    Returns whether every row is known to be written (false when one was taken over by another
+    claim, or the driver cannot count the rows of an executemany).
     """
     shapes: dict[tuple[str, ...], list[dict]] = {}
     for delivery_id, _, values in batch:
@@ -94,3 +111,4 @@ def write(batch: list[tuple[int, str, dict]], claim: str) -> None:
     counted = Counter((channel, values.get("status"), values.get("errcode")) for _, channel, values in batch)
     for (channel, status, errcode), count in counted.items():
         metrics.deliveries_finished(channel, {"status": status, "errcode": errcode}, count)
+    return exact and written == len(batch)

@@ -4,6 +4,10 @@ The answer is 200 whenever the database answers, so that a load balancer does no
 of service for a problem no worker can fix (a stopped scheduler, WeChat refusing a token); those
 show as ``"status": "degraded"`` with the part that is wrong. Only a database that does not answer
 makes it 503. Token values are never part of it: only whether one is held and when it expires.
+
+``/healthz`` is public through nginx, so :func:`visible_answer` cuts the answer to its ``status``
+(``ok``, ``degraded`` or ``unavailable``) for everyone but administrators and the clients allowed to
+read ``/metrics`` (:func:`may_see_details`).
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import re
 from flask import current_app
 from sqlalchemy import select, text
 
-from webapp import heartbeat, runtime
+from webapp import heartbeat, metrics, runtime
 from webapp.extensions import db
 from webapp.models import AccessToken, utcnow
 
@@ -22,21 +26,46 @@ log = logging.getLogger(__name__)
 _ERRCODE = re.compile(r"errcode (-?\d+)")
 
 
+#: The overall states, for everyone: all is well; the service answers but a part needs attention;
+#: the database does not answer.
+STATUSES = ("ok", "degraded", "unavailable")
+
+
 def report() -> tuple[dict, int]:
-    """The health answer and its HTTP status (503 only when the database does not answer)."""
+    """The health answer with every detail, and its HTTP status (503 only when the database does not answer)."""
     answer = {"status": "ok", "database": "ok"}
     try:
         db.session.execute(text("SELECT 1"))
     except Exception as exc:  # any database failure means "not healthy", whatever its type
         db.session.rollback()
         log.warning("health check: database unavailable: %s", type(exc).__name__)
-        answer.update(status="error", database="unavailable", scheduler=scheduler(None), tokens={})
+        answer.update(status="unavailable", database="unavailable", scheduler=scheduler(None), tokens={})
         return answer, 503
     answer["scheduler"] = scheduler(heartbeat.age())
     answer["tokens"] = tokens()
     if answer["scheduler"]["status"] != "ok" or any(t.get("status") == "failing" for t in answer["tokens"].values()):
         answer["status"] = "degraded"
     return answer, 200
+
+
+def may_see_details() -> bool:
+    """Whether this request may see the details: it may read ``/metrics`` (an allowed network or the
+    metrics token), or it comes from a signed-in administrator's session."""
+    if metrics.scrape_allowed():
+        return True
+    from flask_login import current_user
+
+    try:
+        return bool(current_user.is_authenticated and current_user.is_admin)
+    except Exception:  # the session's user cannot be loaded (database down): no details, still an answer
+        db.session.rollback()
+        log.debug("health check: the signed-in user could not be read", exc_info=True)
+        return False
+
+
+def visible_answer(answer: dict, details: bool) -> dict:
+    """``answer`` as this client may see it: whole with ``details``, else only its overall status."""
+    return answer if details else {"status": answer["status"]}
 
 
 def scheduler(heartbeat_age: float | None) -> dict:

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from webapp.extensions import db
-from webapp.models import CHANNEL_MP, WizardDraft, utcnow
+from webapp.models import CHANNEL_MP, CHANNEL_QYWX, WizardDraft, utcnow
 from webapp.secretbox import SecretUnreadable, box
 
 #: A draft is "open" while the administrator answers, "saved" once its answers are the configuration,
@@ -22,7 +22,8 @@ OPEN, SAVED, DONE = "open", "saved", "done"
 
 #: Secret answers: kept encrypted in the draft. The Token is not shown masked (it must be typed into
 #: WeChat's page), but it is stored encrypted like the configuration stores it.
-DRAFT_SECRETS = ("wx_secret", "wx_token", "wx_encoding_aes_key", "wx_qy_corpsecret")
+DRAFT_SECRETS = ("wx_secret", "wx_token", "wx_encoding_aes_key", "wx_qy_corpsecret", "wx_qy_token",
+                 "wx_qy_encoding_aes_key")
 MP_ANSWERS = ("wx_app_id", "wx_encrypt_mode", "wx_template_id", "wx_template_fields")
 QY_ANSWERS = ("wx_qy_corpid", "wx_qy_agentid", "wx_qy_msgtype")
 
@@ -93,9 +94,10 @@ def checks(draft: WizardDraft) -> dict[str, Any]:
 
 def record(session: Session, draft_id: int, *, step: str | None = None, wx_type: str | None = None,
            answers_update: dict[str, Any] | None = None, secrets_update: dict[str, str | None] | None = None,
-           checks_update: dict[str, Any] | None = None, done: str | None = None,
-           undone: tuple[str, ...] = (), state: str | None = None) -> WizardDraft:
-    """Change the draft in the caller's transaction ``session``. Secrets given as None or "" keep their value."""
+           secrets_forget: tuple[str, ...] = (), checks_update: dict[str, Any] | None = None,
+           done: str | None = None, undone: tuple[str, ...] = (), state: str | None = None) -> WizardDraft:
+    """Change the draft in the caller's transaction ``session``. Secrets given as None or "" keep their
+    value; those named in ``secrets_forget`` are dropped."""
     row = session.get(WizardDraft, draft_id, with_for_update=True)
     if row is None:
         raise LookupError("the draft is gone")
@@ -103,11 +105,13 @@ def record(session: Session, draft_id: int, *, step: str | None = None, wx_type:
         row.wx_type = wx_type
     if answers_update:
         row.answers = {**(row.answers or {}), **answers_update}
-    if secrets_update:
+    if secrets_update or secrets_forget:
         values = read_secrets(row)
-        for key, value in secrets_update.items():
+        for key, value in (secrets_update or {}).items():
             if value:
                 values[key] = value
+        for key in secrets_forget:
+            values.pop(key, None)
         row.secrets_enc = box().encrypt(json.dumps(values))
     found = checks(row)
     if checks_update:
@@ -134,3 +138,15 @@ def open_draft_tokens() -> list[str]:
         if token:
             tokens.append(token)
     return tokens
+
+
+def open_qy_servers() -> list[tuple[str, str, str]]:
+    """(Token, EncodingAESKey, CorpID) of open WeCom drafts: WeCom's URL check made with one is accepted."""
+    servers = []
+    rows = db.session.scalars(select(WizardDraft).where(WizardDraft.state == OPEN, WizardDraft.wx_type == CHANNEL_QYWX))
+    for row in rows:
+        values = read_secrets(row)
+        token, key, corpid = values.get("wx_qy_token"), values.get("wx_qy_encoding_aes_key"), answers(row).get("wx_qy_corpid")
+        if token and key and corpid:
+            servers.append((token, key, corpid))
+    return servers

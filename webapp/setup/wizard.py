@@ -29,7 +29,7 @@ from webapp.setup.wizard_forms import (CallbackForm, ChannelForm, CheckAgainForm
 from webapp.wechat import generate_encoding_aes_key, generate_token
 
 ENDPOINTS = {step: f"setup.wizard_{step}" for step in
-             ("channel", "prerequisites", "keys", "template", "callback", "domain", "save", "test", "done")}
+             ("channel", "prerequisites", "keys", "template", "callback", "server", "domain", "save", "test", "done")}
 
 
 def _steps_nav(draft) -> list[dict]:
@@ -39,7 +39,7 @@ def _steps_nav(draft) -> list[dict]:
     saved = draft.state in (services.SAVED, services.DONE)
     names = {
         1: _("Channel"), 2: _("Prerequisites"), 3: _("Keys"),
-        4: _("Template"),
+        4: _("Template") if wx_type != CHANNEL_QYWX else _("Message server"),
         5: _("Callback") if wx_type != CHANNEL_QYWX else _("Trusted domain"),
         6: _("Save and test"), 7: _("Done"),
     }
@@ -63,6 +63,9 @@ def _neighbours(draft, step: str) -> tuple[str | None, str | None]:
     index = steps.index(step)
     back = url_for(ENDPOINTS[steps[index - 1]]) if index > 0 else None
     after = steps[index + 1] if index + 1 < len(steps) else None
+    # The test step's way on is its Finish button (which closes the wizard): no second link to the same page.
+    if step == "test":
+        after = None
     forward = url_for(ENDPOINTS[after]) if after and services.reachable(draft, after) else None
     return back, forward
 
@@ -73,7 +76,8 @@ def _render(step: str, draft, **context):
                            steps_nav=_steps_nav(draft), back_url=back, forward_url=forward,
                            restart_form=RestartForm(prefix="restart"), wx_type=draft.wx_type,
                            simulator=services.using_simulator(draft.wx_type),
-                           simulator_url=services.simulator_url(draft.wx_type), **context)
+                           simulator_url=services.simulator_url(draft.wx_type),
+                           public_url_set=services.public_url_set(), **context)
 
 
 def _resolve(step: str):
@@ -242,12 +246,16 @@ def wizard_keys(draft):
                               "wx_qy_msgtype": form.wx_qy_msgtype.data}
             secrets_update = {"wx_qy_corpsecret": form.wx_qy_corpsecret.data}
         changed = any(given.get(k) != v for k, v in answers_update.items()) or any(secrets_update.values())
+        before = services.read_secrets(draft)
         # The answers are well-formed: keep them (so "Check again" needs no retyping), then check live.
         services.update(draft, answers_update=answers_update, secrets_update=secrets_update,
                         undone=("keys",) + services.later_steps(draft.wx_type, "keys") if changed else ("keys",))
         failure = _check_keys(draft)
         if failure is None:
             return _go(draft, "keys")
+        if failure.get("key") in ("wx_secret", "wx_qy_corpsecret") and not failure["ip_refused"]:
+            # WeChat says the secret itself is wrong: it must not stay in the draft ("Saved (ends in …)").
+            services.drop_refused_secret(draft, failure["key"], before.get(failure["key"]))
         if failure.get("key") and failure["key"] in form and not failure["ip_refused"]:
             form[failure["key"]].errors.append(failure["message"])
             failure["at_field"] = True
@@ -319,8 +327,9 @@ def wizard_template(draft):
                    for t in templates}
     view = services.preview(form.chosen, form.mapping() if form.chosen else {}, _sample_from(request.form))
     form.narrow()
+    # ``template`` is the chosen one, for the preview (the page opens with it when one is chosen).
     return _render("template", draft, form=form, templates=templates, failure=failure, preview=view,
-                   suggestions=suggestions, sample=services.SAMPLE)
+                   template=form.chosen, suggestions=suggestions, sample=services.SAMPLE)
 
 
 @bp.get("/wizard/template/preview")
@@ -371,8 +380,12 @@ def wizard_callback(draft):
     if test:
         for result in test["results"]:
             sentences.append({**result, "sentence": services.callback_sentence(result, test.get("service_url", ""))})
+    # A key generated in this draft is shown in full until it is saved (it must be entered on WeChat's
+    # page); the saved configuration's key stays masked.
+    new_key = services.unsaved_aes_key(draft)
     return _render("callback", draft, form=form, callback_url=services.callback_url(), service_url=services.service_url(),
                    token=values.get("wx_token", ""), aes_key=channel_config.masked(values.get("wx_encoding_aes_key")),
+                   new_aes_key=new_key, simulator_form=services.simulator_server_form(),
                    mode=given.get("wx_encrypt_mode", "plain"), test=test, sentences=sentences,
                    port_warning=services.port_warning(form.public_url.data or ""),
                    verification=services.wechat_verification(test.get("at") if test and test.get("passed") else None))
@@ -425,7 +438,7 @@ def wizard_save(draft):
     if form.validate_on_submit():
         _checked, failure = services.attempt(services.save, draft, current_user.username)
         if failure is None:
-            flash(_("The configuration is saved. Now bind your WeChat and send yourself a test message."), "success")
+            # No flash: the test page's first sentence says the configuration is saved.
             return redirect(url_for("setup.wizard_test"))
     return _render("save", draft, form=form, failure=failure, given=services.answers(draft),
                    masked=services.masked_secrets(draft), replacing=channel_config.load())

@@ -270,3 +270,39 @@ class RestartForm(FlaskForm):
 
     submit = SubmitField(_l("Start over"))
 
+
+
+class QyServerForm(FlaskForm):
+    """Step 4 (WeCom): the application's 接收消息 server (Token, EncodingAESKey, public URL) to test, or
+    leave out. ``have_key`` says the draft holds an EncodingAESKey (the field may then be left blank)."""
+
+    wx_qy_token = StringField(_l("Token"), filters=[_strip])
+    wx_qy_encoding_aes_key = StringField(_l("EncodingAESKey"), filters=[_strip])
+    public_url = StringField(_l("Public URL WeCom will call"), filters=[_strip], validators=[Length(max=500)])
+    left_out = BooleanField(_l("Leave the 接收消息 server out: the application already has its trusted IP "
+                               "(企业可信IP), and this service need not hear of WeCom's contact changes"))
+    test = SubmitField(_l("Test the URL"))
+    submit = SubmitField(_l("Next"))
+
+    def __init__(self, *args, have_key: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.have_key = have_key
+
+    def _leaving_out(self) -> bool:
+        return bool(self.left_out.data) and not self.test.data
+
+    def validate_wx_qy_token(self, field):
+        if not self._leaving_out() and not validate_token(field.data):
+            raise ValidationError(_l("The Token is 3 to 32 letters or digits, the same as on WeCom's 设置API接收 "
+                                     "page. Press Generate for a good one."))
+
+    def validate_wx_qy_encoding_aes_key(self, field):
+        if self._leaving_out() or (not field.data and self.have_key):
+            return
+        if not validate_encoding_aes_key(field.data):
+            raise ValidationError(_l("The EncodingAESKey is exactly 43 letters and digits: press Generate here or "
+                                     "随机获取 on WeCom's 设置API接收 page, and use the same key on both sides."))
+
+    def validate_public_url(self, field):
+        if not self._leaving_out() and not re.match(r"^https?://[^/\s]+", field.data or ""):
+            raise ValidationError(_l("Enter the full address, starting with http:// or https://."))

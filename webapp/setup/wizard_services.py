@@ -16,6 +16,7 @@ the last outcome. Each step's check is here, so that routes only parse forms and
 """
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import socket
@@ -41,7 +42,7 @@ from webapp.setup.drafts import (DONE, DRAFT_SECRETS, MP_ANSWERS, OPEN, QY_ANSWE
                                  current_draft, read_secrets)
 from webapp.clients import http_session, mp_client
 from webapp.tokens import TokenSource, call_with_token
-from webapp.wechat import WeChatError, diagnose, sign, template_keys
+from webapp.wechat import MessageCrypto, WeChatError, diagnose, sign, template_keys
 from webapp.wechat.errors import classify_transport
 
 CALLBACK_PATH = "/console/user_center/weixin/mp/callback/"
@@ -51,13 +52,13 @@ CALLBACK_PATH = "/console/user_center/weixin/mp/callback/"
 #: Every step, in order, per channel. "save" and "test" share position 6 of the progress indicator.
 FLOWS = {
     CHANNEL_MP: ("channel", "prerequisites", "keys", "template", "callback", "save", "test", "done"),
-    CHANNEL_QYWX: ("channel", "prerequisites", "keys", "domain", "save", "test", "done"),
+    CHANNEL_QYWX: ("channel", "prerequisites", "keys", "server", "domain", "save", "test", "done"),
 }
 #: Position of each step in the 7-step progress indicator.
-POSITION = {"channel": 1, "prerequisites": 2, "keys": 3, "template": 4, "callback": 5, "domain": 5,
+POSITION = {"channel": 1, "prerequisites": 2, "keys": 3, "template": 4, "server": 4, "callback": 5, "domain": 5,
             "save": 6, "test": 6, "done": 7}
 #: Steps answered while the draft is open (the rest come after the configuration is written).
-DRAFT_STEPS = ("channel", "prerequisites", "keys", "template", "callback", "domain")
+DRAFT_STEPS = ("channel", "prerequisites", "keys", "template", "callback", "server", "domain")
 
 
 def flow(wx_type: str | None) -> tuple[str, ...]:
@@ -122,6 +123,16 @@ def masked_secrets(draft: WizardDraft) -> dict[str, str]:
     return shown
 
 
+def drop_refused_secret(draft: WizardDraft, key: str, before: str | None) -> None:
+    """WeChat refused the secret ``key`` the draft's keys were checked with: keep the value the draft
+    held before this answer when it was another one, else none. A refused secret is never kept."""
+    refused = read_secrets(draft).get(key)
+    if before and before != refused:
+        update(draft, secrets_update={key: before})
+    else:
+        update(draft, secrets_forget=(key,))
+
+
 def later_steps(wx_type: str | None, step: str) -> tuple[str, ...]:
     """The draft steps after ``step`` (their checks no longer hold when ``step``'s answers change)."""
     steps = flow(wx_type)
@@ -170,6 +181,11 @@ def config_of(draft: WizardDraft) -> dict[str, Any]:
                 data[key] = given[key]
         if values.get("wx_qy_corpsecret"):
             data["wx_qy_corpsecret"] = values["wx_qy_corpsecret"]
+        # The application's 接收消息 server, unless the administrator left it out (the server step).
+        if given.get("qy_server") != "none":
+            for key in ("wx_qy_token", "wx_qy_encoding_aes_key"):
+                if values.get(key):
+                    data[key] = values[key]
     return data
 
 
@@ -392,24 +408,26 @@ _TIME = ("time", "date")
 
 
 def suggest_mapping(keys: list[str]) -> dict[str, str]:
-    """A mapping that shows as much as WeChat allows: BlueKing's one on a legacy template, else the
-    message on the first free-text key, the date on a time key and the heading on another free-text key."""
+    """A mapping that shows as much as WeChat allows: BlueKing's one on a legacy template; else, with
+    two free-text keys, the heading on the first and the message on the second (a notification reads
+    "Disk alert", then what happened), with one the message on it; the date on a time key, or on a
+    free-text key left over."""
     if {"first", "keyword1", "keyword2", "remark"} <= set(keys):
         return dict(DEFAULT_TEMPLATE_FIELDS)
     free = [k for k in keys if k.rstrip("0123456789") in _FREE_TEXT]
     times = [k for k in keys if k.rstrip("0123456789") in _TIME]
     mapping: dict[str, str] = {}
-    if free:
+    if len(free) > 1:
+        mapping["heading"], mapping["message"] = free[0], free[1]
+    elif free:
         mapping["message"] = free[0]
     elif keys:
         mapping["message"] = next((k for k in keys if k not in ("first", "remark")), keys[0])
+    spare = [k for k in free if k not in mapping.values()]
     if times:
         mapping["date"] = times[0]
-    elif len(free) > 1:
-        mapping["date"] = free[1]
-    spare = [k for k in free if k not in mapping.values()]
-    if spare:
-        mapping["heading"] = spare[0]
+    elif spare:
+        mapping["date"] = spare[0]
     return mapping
 
 
@@ -443,6 +461,11 @@ def public_base() -> str:
     return current_app.config.get("PUBLIC_URL") or request.host_url.rstrip("/")
 
 
+def public_url_set() -> bool:
+    """Whether FLASK_PUBLIC_URL is set (messages then carry a link to their detail page)."""
+    return bool(current_app.config.get("PUBLIC_URL"))
+
+
 def callback_url() -> str:
     """The URL to enter on WeChat's 服务器配置 page (it reaches this service through the admin's proxy)."""
     return public_base() + CALLBACK_PATH
@@ -453,18 +476,51 @@ def service_url() -> str:
     return request.host_url.rstrip("/") + CALLBACK_PATH
 
 
+def unsaved_aes_key(draft: WizardDraft) -> str | None:
+    """The draft's EncodingAESKey in full while it is not the saved configuration's (the administrator
+    still has to enter it on WeChat's page); None when there is none or it is the saved one."""
+    key = read_secrets(draft).get("wx_encoding_aes_key") or ""
+    configured = channel_config.load()
+    saved = getattr(configured, "wx_encoding_aes_key", None) if configured is not None else None
+    return key if key and key != saved else None
+
+
+def simulator_server_form() -> str | None:
+    """Where the callback step's "fill in the simulator's form" button posts, or None.
+
+    Only for the built-in simulator served by this service itself: the page may post to its own
+    origin only (Content-Security-Policy ``form-action 'self'``).
+    """
+    base = simulator_url(CHANNEL_MP)
+    if base is None:
+        return None
+    parts, here = urlsplit(base), urlsplit(request.host_url)
+    if (parts.scheme, parts.netloc) != (here.scheme, here.netloc):
+        return None
+    return parts.path + "panel/server/fill"
+
+
 def _digits(n: int) -> str:
     return str(10 ** (n - 1) + secrets.randbelow(9 * 10 ** (n - 1)))
 
 
-def probe_callback_url(url: str, token: str, timeout: float = 5.0) -> dict:
+def probe_callback_url(url: str, token: str, timeout: float = 5.0, ca_bundle: str | None = None,
+                       wecom: tuple[str, str] | None = None) -> dict:
     """Send WeChat's signed URL check to ``url`` and say what came back.
 
     The request is the one WeChat makes when the admin presses Submit on 服务器配置: GET with
     ``signature = sha1(sorted(token, timestamp, nonce))``, ``timestamp``, ``nonce``, ``echostr``,
     no redirects followed. ``kind`` is ok, url, dns, refused, timeout, tls, tls_plain (https to a
-    port that speaks plain HTTP), connection, redirect, not_found (404), proxy (502/503/504),
-    signature (403 from a service with another Token), http (another status) or wrong_echo.
+    port that speaks plain HTTP), ca_bundle (``ca_bundle`` cannot be read), connection, redirect,
+    not_found (404), proxy (502/503/504), signature (403 from a service with another Token), http
+    (another status) or wrong_echo.
+
+    With ``wecom`` (EncodingAESKey, CorpID) the request is WeCom's URL check of an application's
+    接收消息 server instead, judged the same way.
+
+    Certificates are checked against the public CAs bundled with the service, as WeChat checks them.
+    When that fails and ``ca_bundle`` (a PEM file: the company CA) is given, the request is made again
+    trusting it; ``private_ca`` is then true in the result, since WeChat would still refuse it.
     """
     result: dict[str, Any] = {"url": url, "ok": False, "kind": None, "status": None, "answer": "", "location": ""}
     parts = urlsplit(url)
@@ -474,18 +530,37 @@ def probe_callback_url(url: str, token: str, timeout: float = 5.0) -> dict:
     result["port"] = parts.port
     timestamp, nonce, echostr = str(int(time.time())), _digits(10), _digits(19)
     params = {"signature": sign(token, timestamp, nonce), "timestamp": timestamp, "nonce": nonce, "echostr": echostr}
+    if wecom is not None:
+        # WeCom's check (``wecom`` is the EncodingAESKey and the CorpID): msg_signature over the
+        # encrypted echostr, whose plaintext alone must come back.
+        encrypted = MessageCrypto(token, wecom[0], wecom[1]).encrypt(echostr)
+        params = {"msg_signature": sign(token, timestamp, nonce, encrypted), "timestamp": timestamp, "nonce": nonce,
+                  "echostr": encrypted}
     started = time.monotonic()
     with requests.Session() as session:
         # WeChat calls from the Internet, not through this server's outgoing proxy.
         session.trust_env = False
         session.headers["User-Agent"] = "Mozilla/4.0"
         try:
-            answer = session.get(url, params=params, timeout=(timeout, timeout), allow_redirects=False)
+            try:
+                answer = session.get(url, params=params, timeout=(timeout, timeout), allow_redirects=False)
+            except requests.exceptions.SSLError as exc:
+                if not ca_bundle or "certificate verify failed" not in str(exc).lower():
+                    raise
+                if not os.path.isfile(ca_bundle) or not os.access(ca_bundle, os.R_OK):
+                    result.update(kind="ca_bundle", ca_bundle=ca_bundle)
+                    return result
+                # Not trusted by the public CAs: perhaps by the company CA the operator configured.
+                answer = session.get(url, params=params, timeout=(timeout, timeout), allow_redirects=False,
+                                     verify=ca_bundle)
+                result["private_ca"] = True
         except requests.exceptions.SSLError as exc:
             text = str(exc).lower()
             result["kind"] = "tls_plain" if "wrong version number" in text or "record layer failure" in text \
                 or "packet length too long" in text else "tls"
             result["detail"] = str(exc)[:300]
+            # Signed by a CA the public bundle does not hold (a company CA, or none): worth a hint.
+            result["unknown_issuer"] = any(mark in text for mark in ("local issuer", "self-signed", "self signed"))
             return result
         except requests.RequestException as exc:
             kind = classify_transport(exc)
@@ -522,8 +597,9 @@ def run_callback_test(public: str, token: str) -> dict:
     if own.rstrip("/") != public.rstrip("/"):
         targets.append(("service", own))
     results = []
+    ca_bundle = current_app.config.get("CALLBACK_TEST_CA_BUNDLE") or None
     for name, url in targets:
-        outcome = probe_callback_url(url, token)
+        outcome = probe_callback_url(url, token, ca_bundle=ca_bundle)
         outcome["target"] = name
         results.append(outcome)
     public_ok = results[0]["ok"]
@@ -540,7 +616,15 @@ def callback_sentence(result: dict, service: str) -> str:
     kind = result.get("kind")
     status = result.get("status")
     if kind == "ok":
+        if result.get("private_ca"):
+            return _("%(url)s answered WeChat's check correctly, but its certificate is trusted here only "
+                     "through CALLBACK_TEST_CA_BUNDLE (your company CA). WeChat trusts only publicly trusted "
+                     "certificates: give this address a certificate from a public CA, or let WeChat call it "
+                     "over plain http:// on port 80.", url=url)
         return _("%(url)s answered WeChat's check correctly.", url=url)
+    if kind == "ca_bundle":
+        return _("The CA bundle %(path)s named by CALLBACK_TEST_CA_BUNDLE cannot be read: correct the setting "
+                 "or let the service's user read the file.", path=result.get("ca_bundle") or "?")
     if kind == "url":
         return _("Enter the full address, starting with http:// or https://, for example https://paas.example.com%(path)s.",
                  path=CALLBACK_PATH)
@@ -564,8 +648,13 @@ def callback_sentence(result: dict, service: str) -> str:
         return _("The server at %(host)s speaks plain HTTP on that port, not HTTPS: use http:// in the address, "
                  "or enable TLS in your reverse proxy.", host=host)
     if kind == "tls":
-        return _("The HTTPS connection to %(host)s failed (certificate or TLS settings). WeChat needs a valid "
-                 "certificate for this name: renew or fix it in your reverse proxy, or use http://.", host=host)
+        sentence = _("The HTTPS connection to %(host)s failed (certificate or TLS settings). WeChat needs a valid "
+                     "certificate for this name: renew or fix it in your reverse proxy, or use http://.", host=host)
+        if result.get("unknown_issuer"):
+            sentence += " " + _("If the certificate comes from your company CA, set CALLBACK_TEST_CA_BUNDLE to the "
+                                "CA's PEM file so that this test can check the service behind it; WeChat itself "
+                                "still needs a publicly trusted certificate, or plain http:// on port 80.")
+        return sentence
     if kind == "connection":
         return _("The connection to %(host)s broke off without an answer: check the reverse proxy's logs.", host=host)
     if kind == "redirect":
@@ -603,6 +692,20 @@ def port_warning(url: str) -> str | None:
 
 def wechat_verification(since: str | None) -> dict:
     """WeChat's own URL check after ``since`` (ISO time): waiting, verified, or failed with the reason."""
+    return verification_after(since, CHANNEL_MP, {
+        "bad_signature": _("WeChat's check reached this service but its signature does not match: the Token on "
+                           "WeChat's 服务器配置 page must be exactly the one shown above."),
+        "stale_timestamp": _("WeChat's check was refused because this server's clock is wrong: set the time "
+                             "(enable NTP), then press Submit on WeChat again."),
+        "missing_parameters": _("WeChat's check arrived without its parameters: your reverse proxy drops the "
+                                "query string. Forward the whole URL, query included."),
+        "not_configured": _("WeChat's check arrived, but this draft has no Token: go back to the keys."),
+    })
+
+
+def verification_after(since: str | None, channel: str, reasons: dict[str, str]) -> dict:
+    """The platform's own URL check of ``channel``'s callback after ``since`` (ISO time): waiting,
+    verified, or failed with the sentence ``reasons`` gives for its outcome."""
     if not since:
         return {"state": "waiting"}
     try:
@@ -613,21 +716,13 @@ def wechat_verification(since: str | None) -> dict:
 
     db.session.expire_all()
     # The newest URL check since the self-test passed (the self-test's own requests came before).
-    attempt = next((a for a in recent_attempts(50) if a.kind == "verification" and a.at > after), None)
+    attempt = next((a for a in recent_attempts(50, channel=channel) if a.kind == "verification" and a.at > after),
+                   None)
     if attempt is None:
         return {"state": "waiting"}
     at = attempt.at.isoformat(timespec="seconds")
     if attempt.outcome == "verified":
         return {"state": "verified", "at": at, "from": attempt.remote_addr}
-    reasons = {
-        "bad_signature": _("WeChat's check reached this service but its signature does not match: the Token on "
-                           "WeChat's 服务器配置 page must be exactly the one shown above."),
-        "stale_timestamp": _("WeChat's check was refused because this server's clock is wrong: set the time "
-                             "(enable NTP), then press Submit on WeChat again."),
-        "missing_parameters": _("WeChat's check arrived without its parameters: your reverse proxy drops the "
-                                "query string. Forward the whole URL, query included."),
-        "not_configured": _("WeChat's check arrived, but this draft has no Token: go back to the keys."),
-    }
     return {"state": "failed", "at": at, "from": attempt.remote_addr, "outcome": attempt.outcome,
             "message": reasons.get(attempt.outcome, attempt.detail or attempt.outcome)}
 

@@ -15,7 +15,8 @@ WeCom app" page (``/simulator/qy/login``, ``/simulator/qy/oauth2/authorize``, ``
 scan``, :mod:`.qylogin`).
 
 The simulator also calls the service, as WeChat calls a callback URL (:mod:`.push`): the URL
-check of the server configuration, and pushes of what the simulated phones do. It makes those
+check of the server configuration, and pushes of what the simulated phones do; and as WeCom calls
+an application's 接收消息 server (:mod:`.qy_server`): its URL check, contact changes, enter_agent. It makes those
 calls while answering its own request, so a server that handles one request at a time would
 deadlock when it serves both the simulator and the service; ``flask run`` and werkzeug's server
 are threaded, as a production server must be too.
@@ -27,7 +28,7 @@ from typing import Any, Mapping
 from flask import Flask, redirect, url_for
 
 # Route modules attach their views to ``bp`` when they are imported.
-from webapp.simulator import control, mp, pages, qy, qylogin, scan  # noqa: F401
+from webapp.simulator import control, mp, pages, qy, qy_server, qylogin, scan  # noqa: F401
 from webapp.simulator.blueprint import _PROJECT, EXTENSION, bp, get_world  # noqa: F401
 
 

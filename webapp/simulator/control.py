@@ -135,7 +135,7 @@ def control_messages() -> dict[str, Any]:
 @control
 def control_world() -> dict[str, Any]:
     """The accounts, templates, users, applications and members."""
-    return current_world().describe()
+    return current_world().describe(served_at=request.host)
 
 
 @bp.get("/_control/version")

@@ -94,11 +94,12 @@ def _page_context(limit: int) -> dict[str, Any]:
         "settings": world.get_settings(),
         "stats": world.stats(),
         "faults": world.list_faults(),
-        "accounts": world.describe(),
+        "accounts": world.describe(served_at=request.host),
         "api_base": {"mp": f"{root}/mp", "qy": f"{root}/qy"},
         "endpoints": ENDPOINTS,
         "fault_kinds": FAULT_KINDS,
         "server": server_state["server"],
+        "server_form": world.get_mp_server_form(),
         "server_check": last_check,
         "server_modes": SERVER_MODES,
         # Like the MP console, offer a random EncodingAESKey while none is set.
@@ -246,10 +247,28 @@ def panel_server() -> Response:
     }
     world = current_world()
     try:
-        push.configure_server(world, changes)
+        outcome = push.configure_server(world, changes)
     except push.InvalidServer as exc:
-        push.refuse_server(world, exc, changes)
+        outcome = push.refuse_server(world, exc, changes)
+    # A refused configuration stays in the form, to be corrected rather than typed again.
+    world.fill_mp_server_form(None if outcome["ok"] else changes)
     return _back()
+
+
+@bp.post("/panel/server/fill")
+def panel_server_fill() -> Response:
+    """Fill in the server configuration form (url, token, encoding_aes_key, mode) without
+    submitting it, as the service's set-up wizard offers; the page shows the form to submit.
+    An EncodingAESKey left out keeps the one the form offers."""
+    form = request.form
+    world = current_world()
+    values = {name: form.get(name, "") for name in ("url", "token", "mode")}
+    values["encoding_aes_key"] = form.get("encoding_aes_key") or world.get_mp_server()["server"]["encoding_aes_key"]
+    try:
+        world.fill_mp_server_form(values)
+    except ValueError as exc:
+        abort(400, description=str(exc))
+    return redirect(url_for("simulator.index") + "#server-config", code=303)
 
 
 @bp.post("/panel/server/enabled")

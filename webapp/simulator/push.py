@@ -83,7 +83,7 @@ CHECK_MESSAGES = {
 TEXT_MAX_CHARS = 2000
 
 class InvalidServer(ValueError):
-    """A server configuration the MP console would not submit: ``reason`` is a CHECK_MESSAGES key."""
+    """A server form the console (MP or WeCom) would not save: ``reason`` is a key of its CHECK_MESSAGES."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -158,7 +158,8 @@ def _echostr() -> str:
     return str(10**18 + secrets.randbelow(9 * 10**18))
 
 
-def _session() -> requests.Session:
+def simulator_session() -> requests.Session:
+    """An HTTP session that calls the service as WeChat's servers do (their User-Agent, no proxy)."""
     session = requests.Session()
     # The service is usually on this machine: a proxy from the environment must not get in between.
     session.trust_env = False
@@ -257,7 +258,7 @@ def check_url(url: str, token: str, timeout: float, now: float | None = None) ->
     echostr = _echostr()
     params = [("signature", sign(token, timestamp, nonce)), ("timestamp", timestamp),
               ("nonce", nonce), ("echostr", echostr)]
-    with _session() as session:
+    with simulator_session() as session:
         answer = _fetch(session, "GET", url, params, timeout)
     if answer.error == "timeout":
         reason, detail = "timeout", answer.detail
@@ -446,7 +447,7 @@ def push_event(world: World, openid: str, fields: Mapping[str, Any]) -> PushResu
 
     started = time.monotonic()
     answer: _Answer | None = None
-    with _session() as session:
+    with simulator_session() as session:
         for number in range(1, PUSH_TRIES + 1):
             timeout = world.push_context()["timeout"]
             timestamp = str(int(world.real_now()))

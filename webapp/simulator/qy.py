@@ -35,4 +35,5 @@ def qy_getuserinfo(world: World) -> dict[str, Any]:
 @api("qy", "agent_get")
 def qy_agent_get(world: World) -> dict[str, Any]:
     """Describe the token's application: visibility, trusted domain, whether it is closed."""
-    return world.qy_agent_get(request.args.get("access_token"), request.args.get("agentid"))
+    return world.qy_agent_get(request.args.get("access_token"), request.args.get("agentid"),
+                              served_at=request.host)

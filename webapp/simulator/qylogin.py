@@ -107,7 +107,7 @@ def with_params(uri: str, params: list[tuple[str, str]]) -> str:
 def check_request(kind: str, args: Any) -> Flow:
     """Check a web login (``kind`` "login") or OAuth2 (``kind`` "oauth") request as WeCom does;
     raise :class:`LoginRefused` with WeCom's errcode for the first problem."""
-    info = current_world().describe()["qy"]
+    info = current_world().describe(served_at=request.host)["qy"]
     scope = ""
     if kind == "login":
         login_type = args.get("login_type", "")
@@ -280,7 +280,7 @@ def route_scanned(text: str) -> str | None:
 
 def _scan_context() -> dict[str, Any]:
     world = current_world()
-    info = world.describe()["qy"]
+    info = world.describe(served_at=request.host)["qy"]
     root = request.url_root.rstrip("/")
     return {"version": world.version, "corp": info,
             "login_url": root + url_for("simulator.qy_login"),

@@ -58,6 +58,18 @@ TEMPLATE_CATEGORY = {
     "example": "Alert:Disk usage above 90%\nTime:2024-05-04 10:00\nAlert ID:ALERT-2024-0001",
 }
 
+#: A category-library template with two free-text keys and a time: with the wizard's suggested
+#: mapping a follower sees the heading ("Disk alert") and the message, each on its own line.
+TEMPLATE_ALERT_ID = "QFy1PSE6VcknZsVDPf0GNtlFOAUtb542ZqWueVWuq3R"
+TEMPLATE_ALERT = {
+    "template_id": TEMPLATE_ALERT_ID,
+    "title": N_("Service alert"),
+    "primary_industry": "IT Technology",
+    "deputy_industry": "Internet|E-commerce",
+    "content": "Alert:{{thing1.DATA}}\nDetails:{{thing2.DATA}}\nTime:{{time3.DATA}}",
+    "example": "Alert:Disk alert\nDetails:disk /data 91% full\nTime:2024-05-04 10:00",
+}
+
 #: Simulated WeChat users (openid, nickname, follows the account). Openids are 28 characters.
 MP_USERS = (
     ("oSimA1lice9xT3kQ7mZ2vW8nB4cL", N_("Alice"), True),
@@ -77,7 +89,10 @@ QY_CORP_NAME = N_("Simulated Corp")
 QY_AGENTID = 1000002
 QY_CORPSECRET = "SimCorpSecret0123456789abcdefghijklmnopqrs_"
 QY_APP_NAME = N_("Notifications")
-QY_REDIRECT_DOMAIN = "127.0.0.1:5000"
+#: The application's trusted domain until one is set: None stands for the host[:port] the simulator
+#: is served at (what the API call or the browser reached it at), so that ``make run`` on any
+#: address trusts itself, as an administrator would have set it up.
+QY_REDIRECT_DOMAIN: str | None = None
 #: Members (userid, name); the application is visible to the first three only.
 QY_MEMBERS = (
     ("zhangsan", N_("Zhang San")),
@@ -89,10 +104,11 @@ QY_MEMBERS = (
 QY_VISIBLE = ("zhangsan", "lisi", "wangwu")
 
 #: The field labels of the seed templates' content, as a phone shows them (see :func:`card_lines`).
-SEED_LABELS = (N_("Content"), N_("Time"), N_("Alert"), N_("Alert ID"))
+SEED_LABELS = (N_("Content"), N_("Time"), N_("Alert"), N_("Alert ID"), N_("Details"))
 #: Every name and text of the seed that a page shows.
 SEED_TEXTS = frozenset({
-    MP_NAME, TEMPLATE_NOTIFICATION["title"], TEMPLATE_CATEGORY["title"], QY_CORP_NAME, QY_APP_NAME,
+    MP_NAME, TEMPLATE_NOTIFICATION["title"], TEMPLATE_CATEGORY["title"], TEMPLATE_ALERT["title"],
+    QY_CORP_NAME, QY_APP_NAME,
     *SEED_LABELS, *(name for _openid, name, _following in MP_USERS), *(name for _userid, name in QY_MEMBERS),
 })
 
@@ -211,6 +227,9 @@ EMPTY_SERVER: dict[str, Any] = {
     "mode": "plain",
     "enabled": False,
 }
+#: The WeCom application's 接收消息 server (设置API接收) a fresh world starts with: none, and off.
+EMPTY_QY_SERVER: dict[str, Any] = {"url": "", "token": "", "encoding_aes_key": "", "agentid": QY_AGENTID,
+                                   "enabled": False}
 #: What WeChat shows in the chat when the callback failed or answered something unusable.
 NOTICE_UNAVAILABLE = "该公众号暂时无法提供服务，请稍后再试"
 #: What WeChat shows a person who scans a temporary QR code that has expired (nothing is pushed).
@@ -366,9 +385,14 @@ class QyApp:
     secret: str
     name: str
     allow_users: list[str] = field(default_factory=list)
-    redirect_domain: str = QY_REDIRECT_DOMAIN
+    redirect_domain: str | None = QY_REDIRECT_DOMAIN
     close: bool = False
     home_url: str = ""
+
+
+def _trusted_domain(app: QyApp, served_at: str | None) -> str:
+    """The application's trusted domain, with the simulator's address for one that follows it."""
+    return (served_at or "") if app.redirect_domain is None else app.redirect_domain
 
 
 @dataclass
@@ -404,7 +428,8 @@ class World:
         self.mp_original_id = MP_ORIGINAL_ID
         self.mp_name = MP_NAME
         self.templates = {
-            t["template_id"]: Template(**t) for t in (TEMPLATE_NOTIFICATION, TEMPLATE_CATEGORY)
+            t["template_id"]: Template(**t)
+            for t in (TEMPLATE_ALERT, TEMPLATE_NOTIFICATION, TEMPLATE_CATEGORY)
         }
         self.mp_users = {o: MpUser(o, n, f) for o, n, f in MP_USERS}
         self.qy_corpid = QY_CORPID
@@ -433,6 +458,14 @@ class World:
         # template messages (what they sent, passive replies, notices).
         self.mp_server: dict[str, Any] = dict(EMPTY_SERVER)
         self.mp_server_check: dict[str, Any] | None = None
+        # What the server configuration form holds before it is submitted (filled in for the
+        # administrator, or kept from a submission the URL check refused); None: the one in force.
+        self.mp_server_form: dict[str, str] | None = None
+        # The WeCom application's 接收消息 server, its last URL check and the pushes made to it
+        # (see webapp.simulator.qy_server).
+        self.qy_server: dict[str, Any] = dict(EMPTY_QY_SERVER)
+        self.qy_server_check: dict[str, Any] | None = None
+        self.qy_pushes: list[dict[str, Any]] = []
         self.pushes: list[dict[str, Any]] = []
         self.chats: dict[str, list[dict[str, Any]]] = {}
         self._next_push_id = 1
@@ -1103,8 +1136,10 @@ class World:
                 return {"errcode": 0, "errmsg": "ok", "userid": found["userid"]}
             return {"errcode": 0, "errmsg": "ok", "openid": found["openid"]}
 
-    def qy_agent_get(self, access_token: str | None, agentid: Any) -> dict[str, Any]:
-        """GET /cgi-bin/agent/get: only for the application the token belongs to."""
+    def qy_agent_get(self, access_token: str | None, agentid: Any,
+                     served_at: str | None = None) -> dict[str, Any]:
+        """GET /cgi-bin/agent/get: only for the application the token belongs to. ``served_at``
+        is the host[:port] this call reached the simulator at (see :data:`QY_REDIRECT_DOMAIN`)."""
         with self._lock:
             app = self._qy_check(access_token)
             if agentid in (None, ""):
@@ -1126,7 +1161,7 @@ class World:
                 "allow_partys": {"partyid": []},
                 "allow_tags": {"tagid": []},
                 "close": int(app.close),
-                "redirect_domain": app.redirect_domain,
+                "redirect_domain": _trusted_domain(app, served_at),
                 "report_location_flag": 0,
                 "isreportenter": 0,
                 "home_url": app.home_url,
@@ -1232,7 +1267,28 @@ class World:
         with self._lock:
             self.mp_server = dict(EMPTY_SERVER)
             self.mp_server_check = None
+            self.mp_server_form = None
             self._touch("server")
+
+    def fill_mp_server_form(self, values: dict[str, Any] | None) -> dict[str, str] | None:
+        """Put ``values`` (url, token, encoding_aes_key, mode) in the server configuration form
+        without submitting it (nothing is checked or pushed); None empties the form again."""
+        form = None
+        if values is not None:
+            mode = str(values.get("mode") or "plain")
+            if mode not in SERVER_MODES:
+                raise ValueError(f"mode must be one of {', '.join(SERVER_MODES)}")
+            form = {name: str(values.get(name) or "")[:2000] for name in ("url", "token", "encoding_aes_key")}
+            form["mode"] = mode
+        with self._lock:
+            self.mp_server_form = form
+            self._touch("server_form")
+            return dict(form) if form else None
+
+    def get_mp_server_form(self) -> dict[str, str] | None:
+        """What the server configuration form holds before it is submitted (None: the configuration)."""
+        with self._lock:
+            return dict(self.mp_server_form) if self.mp_server_form else None
 
     def next_user_msgid(self) -> int:
         """A fresh MsgId for a message a person sends (64-bit, increasing, never repeated)."""
@@ -1382,6 +1438,8 @@ class World:
                     value = [str(u).lower() for u in value]
                 elif name == "close":
                     value = bool(value)
+                elif name == "redirect_domain" and value is None:
+                    value = None  # follow the simulator's address again
                 else:
                     value = str(value)
                 setattr(app, name, value)
@@ -1423,8 +1481,11 @@ class World:
             self._touch("member")
             return found
 
-    def describe(self) -> dict[str, Any]:
-        """The accounts and people (secrets included: they are the simulator's own seed)."""
+    def describe(self, served_at: str | None = None) -> dict[str, Any]:
+        """The accounts and people (secrets included: they are the simulator's own seed).
+
+        An application that follows the simulator's address (:data:`QY_REDIRECT_DOMAIN`) shows
+        ``served_at`` as its trusted domain ("" when not given)."""
         with self._lock:
             return {
                 "mp": {
@@ -1438,7 +1499,8 @@ class World:
                 "qy": {
                     "corpid": self.qy_corpid,
                     "name": self.qy_corp_name,
-                    "apps": [asdict(a) for a in self.qy_apps.values()],
+                    "apps": [{**asdict(a), "redirect_domain": _trusted_domain(a, served_at)}
+                             for a in self.qy_apps.values()],
                     "members": [asdict(m) for m in self.qy_members.values()],
                 },
                 "now": self._now(),
@@ -1447,13 +1509,14 @@ class World:
             }
 
     def phone_view(self, limit: int = 20) -> dict[str, Any]:
-        """Everything the phone page shows: people with their newest ``limit`` messages first."""
+        """Everything the phone page shows: people with their newest ``limit`` messages, oldest
+        first and the newest last, as a chat shows them."""
         with self._lock:
             visible = {u for app in self.qy_apps.values() for u in app.allow_users}
 
             def newest(channel: str, key: str) -> tuple[list[dict[str, Any]], int]:
                 box = self.inbox.get((channel, key), [])
-                return copy.deepcopy(box[-limit:][::-1]), len(box)
+                return copy.deepcopy(box[-limit:]), len(box)
 
             mp_people = []
             for user in self.mp_users.values():
@@ -1466,7 +1529,7 @@ class World:
                     key=lambda e: e["time"])
                 mp_people.append({**asdict(user), "id": user.openid, "name": user.nickname,
                                   "messages": messages, "total": total,
-                                  "timeline": copy.deepcopy(merged[-limit:][::-1]),
+                                  "timeline": copy.deepcopy(merged[-limit:]),
                                   "timeline_total": len(box) + len(chat)})
             qy_people = []
             for member in self.qy_members.values():
@@ -1482,3 +1545,65 @@ class World:
                 "now": self._now(),
                 "last_action": self.last_action,
             }
+
+    # ---- the WeCom application's 接收消息 server -------------------------------------------------
+    # As for the Official Account, the HTTP work lives in :mod:`webapp.simulator.qy_server`; these
+    # methods only keep its state.
+
+    def get_qy_server(self) -> dict[str, Any]:
+        """The application's 接收消息 server (url, token, encoding_aes_key, agentid, enabled) and the
+        outcome of its last URL check (or None)."""
+        with self._lock:
+            return {"server": dict(self.qy_server), "last_check": copy.deepcopy(self.qy_server_check)}
+
+    def qy_push_context(self) -> dict[str, Any]:
+        """What a WeCom push needs, read at one instant: the server, the CorpID, the per-try timeout,
+        the simulated and the real time."""
+        with self._lock:
+            return {"server": dict(self.qy_server), "corpid": self.qy_corpid,
+                    "timeout": float(self.settings["push_timeout"]), "now": self._now(), "real_now": self._clock()}
+
+    def apply_qy_server(self, server: dict[str, Any] | None, check: dict[str, Any] | None) -> dict[str, Any]:
+        """Record a URL check; when ``server`` is given (the check passed) it replaces the 接收消息
+        server. Returns the server in force afterwards."""
+        if server is not None and set(server) - set(EMPTY_QY_SERVER):
+            raise ValueError(f"unknown server fields: {', '.join(sorted(set(server) - set(EMPTY_QY_SERVER)))}")
+        with self._lock:
+            if server is not None:
+                self.qy_server = {**EMPTY_QY_SERVER, **server, "enabled": bool(server.get("enabled", True))}
+            if check is not None:
+                self.qy_server_check = copy.deepcopy(check)
+            self._touch("server")
+            return dict(self.qy_server)
+
+    def set_qy_server_enabled(self, enabled: bool) -> dict[str, Any]:
+        """Turn pushing to the 接收消息 server on or off without a new URL check."""
+        with self._lock:
+            if enabled and not self.qy_server["url"]:
+                raise ValueError("no 接收消息 server to enable: submit a URL first")
+            self.qy_server["enabled"] = bool(enabled)
+            self._touch("server")
+            return dict(self.qy_server)
+
+    def clear_qy_server(self) -> None:
+        """Forget the 接收消息 server and its last URL check."""
+        with self._lock:
+            self.qy_server = dict(EMPTY_QY_SERVER)
+            self.qy_server_check = None
+            self._touch("server")
+
+    def record_qy_push(self, push: dict[str, Any]) -> dict[str, Any]:
+        """Keep a finished push to the WeCom callback (its ``id`` is assigned here)."""
+        with self._lock:
+            push = {**copy.deepcopy(push), "id": self._next_push_id}
+            self._next_push_id += 1
+            self.qy_pushes.append(push)
+            del self.qy_pushes[:-PUSH_LOG_LIMIT]
+            self._touch("push")
+            return copy.deepcopy(push)
+
+    def list_qy_pushes(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Pushes made to the WeCom callback, oldest first; optionally the last ``limit``."""
+        with self._lock:
+            found = self.qy_pushes if limit is None else (self.qy_pushes[-limit:] if limit > 0 else [])
+            return copy.deepcopy(found)

@@ -1,0 +1,1 @@
+"""Alert webhooks: Prometheus Alertmanager and Grafana notifications sent as WeChat messages."""
