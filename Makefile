@@ -5,22 +5,37 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 5000
 BASE := http://$(HOST):$(PORT)
+# `make simulator` serves the WeChat simulator alone on this port.
+PORT_SIM ?= 5001
+# Where the service finds the simulator: inside itself by default; `make run
+# SIMULATOR_BASE=http://127.0.0.1:5001` uses the one `make simulator` started instead.
+SIMULATOR_BASE ?= $(BASE)
 
 # `make run` starts the service with the built-in WeChat simulator as its WeChat: the real API hosts
 # are never contacted. Set these variables in the environment to point it somewhere else.
-export FLASK_WEIXIN_SIMULATOR ?= true
-export FLASK_WEIXIN_MP_API_BASE ?= $(BASE)/simulator/mp
-export FLASK_WEIXIN_QY_API_BASE ?= $(BASE)/simulator/qy
-export FLASK_WEIXIN_QY_LOGIN_URL ?= $(BASE)/simulator/qy/login
-export FLASK_WEIXIN_QY_OAUTH_URL ?= $(BASE)/simulator/qy/oauth2/authorize
+export FLASK_WEIXIN_SIMULATOR ?= $(if $(filter $(BASE),$(SIMULATOR_BASE)),true,false)
+export FLASK_WEIXIN_MP_API_BASE ?= $(SIMULATOR_BASE)/simulator/mp
+export FLASK_WEIXIN_QY_API_BASE ?= $(SIMULATOR_BASE)/simulator/qy
+export FLASK_WEIXIN_QY_LOGIN_URL ?= $(SIMULATOR_BASE)/simulator/qy/login
+export FLASK_WEIXIN_QY_OAUTH_URL ?= $(SIMULATOR_BASE)/simulator/qy/oauth2/authorize
 export FLASK_SCHEDULER_ENABLED ?= true
+# Where `make simulator` says the service is (its suggested callback URLs, its WeCom trusted domain).
+SIMULATOR_SERVICE_URL ?= $(BASE)
 
-.PHONY: run test audit venv dev test-tools translations clean
+.PHONY: run simulator test audit venv dev test-tools translations clean
 
 run: $(VENV)/.installed
 	$(VENV)/bin/flask --app wsgi init-db
-	@echo "Open $(BASE)/ in your browser (the WeChat simulator is at $(BASE)/simulator/)."
+	@echo "Open $(BASE)/ in your browser (the WeChat simulator is at $(SIMULATOR_BASE)/simulator/)."
 	$(VENV)/bin/flask --app wsgi run --host $(HOST) --port $(PORT)
+
+# The WeChat simulator as one process of its own, for a service served by several processes (gunicorn
+# workers), which must not each hold a simulator: see docs/deployment.md.
+simulator: $(VENV)/.installed
+	@echo "The WeChat simulator is at http://$(HOST):$(PORT_SIM)/simulator/; point the service at it, e.g." \
+	  "make run SIMULATOR_BASE=http://$(HOST):$(PORT_SIM)"
+	FLASK_SIMULATOR_SERVICE_URL=$(SIMULATOR_SERVICE_URL) \
+	  $(VENV)/bin/flask --app "webapp.simulator:create_standalone_app()" run --host $(HOST) --port $(PORT_SIM)
 
 test: $(VENV)/.dev-installed test-tools audit
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \

@@ -3,13 +3,17 @@
 Every value can be changed from the environment (``GUNICORN_*`` below), so the systemd unit and
 its environment file are the only places an operator edits. docs/deployment.md explains the choices.
 
-Two things this file does besides gunicorn settings:
+Three things this file does besides gunicorn settings:
 
 * The web workers do not run the background jobs: ``FLASK_SCHEDULER_ENABLED`` defaults to
   ``false`` here, because every worker would otherwise start its own scheduler. The jobs run in one
   process of their own, ``flask --app wsgi scheduler`` (deploy/systemd/weixin-notify-scheduler.service).
   Setting ``FLASK_SCHEDULER_ENABLED=true`` explicitly in the environment still wins (one worker, no
   scheduler unit: the small single-process set-up).
+* It refuses to start several workers for an app that serves the built-in WeChat simulator (the
+  service with ``FLASK_WEIXIN_SIMULATOR=true``, or the standalone simulator): its state is in one
+  process's memory, so each worker would have a simulator of its own. The sentence says to run the
+  simulator as one process of its own (``make simulator``) or to use one worker.
 * The workers keep their Prometheus metrics in files of a shared folder (``PROMETHEUS_MULTIPROC_DIR``),
   so that ``/metrics`` answers for the whole server and not for whichever worker took the request.
   This is on whatever the number of workers: that number can change after this file is read
@@ -113,11 +117,35 @@ os.environ.setdefault(
 )
 
 
+def _simulator_refusal(server, workers: int) -> str | None:
+    """Why ``workers`` processes must not serve this app: the WeChat simulator lives in one process's memory."""
+    from webapp.simulator import processes
+
+    app_uri = getattr(server.app, "app_uri", None) or server.cfg.wsgi_app
+    return processes.refusal(workers, app_uri, os.path.join(_project_dir, "instance"))
+
+
 def on_starting(server):
-    """Before the workers start: give the Prometheus client a clean folder for the workers' metric files."""
+    """Before the workers start: refuse to serve the in-process WeChat simulator with several workers
+    (each would hold a simulator of its own and it would half-work), then give the Prometheus client
+    a clean folder for the workers' metric files."""
+    refusal = _simulator_refusal(server, server.cfg.workers)
+    if refusal:
+        # gunicorn prints a RuntimeError from this hook as "Error: ..." and exits with status 1.
+        raise RuntimeError(refusal)
     from webapp import metrics
 
     metrics.prepare_multiprocess_dir()
+
+
+def nworkers_changed(server, new_value, old_value):
+    """A TTIN signal (or gunicornc) adding workers to a server of the in-process simulator: keep one."""
+    if old_value is None or new_value <= old_value:
+        return
+    refusal = _simulator_refusal(server, new_value)
+    if refusal:
+        server.log.error("Keeping %s worker: %s", old_value, refusal)
+        server.num_workers = old_value
 
 
 def child_exit(server, worker):

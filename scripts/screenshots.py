@@ -1,4 +1,5 @@
-"""Take the README's screenshots from a real run: the service with its simulator, driven in Chromium.
+"""Take the README's screenshots from a real run: the service with its simulator, driven in Chromium,
+on a desktop and on a 390 px phone, in English and Chinese.
 
     .venv/bin/python -m scripts.screenshots        # writes docs/screenshots/*.png
 
@@ -58,6 +59,34 @@ def wizard_screenshots(playwright, base: str, appid: str, secret: str) -> None:
     browser.close()
 
 
+def signed_in(browser, base: str, user: str, password: str, next_path: str, **context):
+    """A new tab of its own browser context (``context``: locale, viewport...) signed in as ``user`` at ``next_path``."""
+    page = browser.new_context(**context).new_page()
+    page.goto(base + "/login?next=" + next_path)
+    page.locator("#username").fill(user)
+    page.locator("#password").fill(password)
+    page.locator("#submit").click()
+    page.wait_for_load_state("networkidle")
+    return page
+
+
+def other_languages_and_phones(browser, base: str) -> None:
+    """The console and the users page in Chinese on a desktop, and the main pages on a 390 px phone in both languages."""
+    desktop = {"viewport": {"width": 1280, "height": 900}}
+    phone = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+    admin_zh = signed_in(browser, base, "admin", "correct-horse-9", "/console/", locale="zh-CN", **desktop)
+    admin_zh.screenshot(path=str(OUT / "console-zh.png"), full_page=True)
+    admin_zh.goto(base + "/console/users/")
+    admin_zh.screenshot(path=str(OUT / "users-zh.png"), full_page=True)
+    for locale, suffix in (("en-US", ""), ("zh-CN", "-zh")):
+        admin = signed_in(browser, base, "admin", "correct-horse-9", "/console/", locale=locale, **phone)
+        admin.screenshot(path=str(OUT / f"phone-console{suffix}.png"))
+        admin.goto(base + "/console/users/")
+        admin.screenshot(path=str(OUT / f"phone-users{suffix}.png"))
+        person = signed_in(browser, base, "alice", "tulip-meadow-42", "/console/user_center/weixin/", locale=locale, **phone)
+        person.screenshot(path=str(OUT / f"phone-bind{suffix}.png"))
+
+
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
@@ -78,6 +107,7 @@ def main() -> None:
     flask("init-db")
     flask("create-user", "admin", "--password", "correct-horse-9", "--admin")
     flask("create-user", "alice", "--password", "tulip-meadow-42")
+    flask("create-user", "bob", "--password", "violet-orbit-61")
     secret = flask("create-api-app", "bk_monitor").strip().splitlines()[-1]
     server = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "run", "--port", str(port)], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -130,6 +160,9 @@ def main() -> None:
             admin.screenshot(path=str(OUT / "console.png"), full_page=True)
             admin.goto(base + "/console/deliveries/")
             admin.screenshot(path=str(OUT / "deliveries.png"))
+            admin.goto(base + "/console/users/")
+            admin.screenshot(path=str(OUT / "users.png"), full_page=True)
+            other_languages_and_phones(browser, base)
             browser.close()
     finally:
         server.terminate()

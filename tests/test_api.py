@@ -310,6 +310,11 @@ def test_openapi_document(service):
     app, base, api = service
     document = requests.get(base + "/api/openapi.json", timeout=10).json()
     assert document["openapi"].startswith("3.") and "/api/c/compapi/cmsi/send_weixin/" in document["paths"]
+    for sender in ("alertmanager", "grafana"):
+        post = document["paths"][f"/api/v1/webhooks/{sender}/"]["post"]
+        assert {"basicAuth": []} in post["security"], post.get("security")
+        assert {"200", "400", "401", "413"} <= set(post["responses"]), post["responses"].keys()
+        assert {p["name"] for p in post["parameters"]} >= {"receiver__username", "receiver"}
 
 
 def test_the_simulated_wechat_reports_deliveries_by_itself(mp):

@@ -57,6 +57,7 @@ NOT_EXECUTABLE = {
 DELEGATED: dict[tuple[str, str], str] = {
     ("docs/operations.md", "*"): "tests/test_operator_backup.py",
     ("docs/alerting.md", "*"): "tests/test_webhooks.py",
+    ("docs/first-ten-minutes.md", "*"): "tests/browser/test_first_ten_minutes.py",
 }
 
 # Placeholders the documents use in configuration examples, and a valid value for each.

@@ -27,6 +27,10 @@ class Defaults:
     PUBLIC_URL: str | None = None  # None means "taken from the request"
     SCHEDULER_ENABLED = True
     WEIXIN_SIMULATOR = False
+    # The service's base URL as the simulator sees it, for the simulator run as a process of its own
+    # (make simulator): its suggested callback URLs and its WeCom apps' trusted domain. None: the
+    # simulator's own address (it is inside the service).
+    SIMULATOR_SERVICE_URL: str | None = None
     # The in-app OAuth page the WeCom bind QR code leads to (the simulator has its own).
     WEIXIN_QY_OAUTH_URL = "https://open.weixin.qq.com/connect/oauth2/authorize"
     # How long a bind QR code / WeCom login attempt stays valid.

@@ -1,5 +1,6 @@
 """Every page works on a phone: at 360 and 390 px wide, in English and Chinese, nothing runs off the
-screen sideways and no label is squeezed into a column of single characters.
+screen sideways and no label is squeezed into a column of single characters; and every page speaks
+one visual language (the service's green, never Bootstrap's default blue).
 
 One walk through the service as its people meet it (first run, the set-up wizard, the console with a
 few real deliveries sent through the send API, the bind page, the simulator's pages) checks each page
@@ -102,6 +103,31 @@ LAYOUT_PROBLEMS = r"""
 }
 """
 
+# Bootstrap's own blue (its "primary": links, tabs, outlined buttons, checked radios, focus rings, the
+# primary text and backgrounds) anywhere on the page: the service's colour is WeChat green.
+BOOTSTRAP_BLUES = ["rgb(13, 110, 253)", "rgb(10, 88, 202)", "rgb(49, 132, 253)", "rgba(13, 110, 253, 0.25)",
+                   "rgb(207, 226, 255)", "rgb(158, 197, 254)", "rgb(5, 44, 101)", "rgb(110, 168, 254)"]
+FOREIGN_COLOURS = r"""
+(blues) => {
+  const found = new Set();
+  const describe = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "")
+    + (typeof el.className === "string" && el.className.trim() ? "." + el.className.trim().split(/\s+/).slice(0, 2).join(".") : "");
+  for (const el of document.body.querySelectorAll("*")) {
+    const box = el.getBoundingClientRect();
+    if (box.width < 1 || box.height < 1) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility === "hidden") continue;
+    const borders = style.borderTopWidth !== "0px" || style.borderLeftWidth !== "0px"
+      ? [style.borderTopColor, style.borderLeftColor] : [];
+    for (const colour of [style.color, style.backgroundColor, style.boxShadow, ...borders]) {
+      const blue = blues.find((b) => colour.includes(b));
+      if (blue) found.add(`${describe(el)} is Bootstrap blue (${blue})`);
+    }
+  }
+  return [...found];
+}
+"""
+
 # The chart's labels at their rendered size, and whether two of them overlap.
 CHART_LABELS = r"""
 () => [...document.querySelectorAll(".chart text")].filter((t) => t.getBoundingClientRect().width > 0).map((t) => {
@@ -139,6 +165,8 @@ class Walk:
                 self.page.wait_for_timeout(50)  # one layout after the resize
                 for problem in self.page.evaluate(LAYOUT_PROBLEMS, width):
                     self.problems.append(f"{label} [{code}, {width} px]: {problem}")
+            for problem in self.page.evaluate(FOREIGN_COLOURS, BOOTSTRAP_BLUES):
+                self.problems.append(f"{label} [{code}]: {problem}")
         self.language("en")
         self.checked.append(label)
 

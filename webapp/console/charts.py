@@ -62,14 +62,15 @@ def stacked_bars(buckets: list[dict], labels: list[str], series: tuple[str, ...]
     bars = [f'<svg x="0" y="{pad_top}" width="100%" height="{plot}" viewBox="0 0 {count * 10} {plot}" '
             f'preserveAspectRatio="none">']
     for i, bucket in enumerate(buckets):
-        y = float(plot)
+        below = 0  # the counts already stacked: each rect is placed from them, so no rounding adds up
         tip = ", ".join(f"{names.get(s, s)} {bucket.get(s, 0)}" for s in series)
         for name in series:
             value = bucket.get(name, 0)
             if not value:
                 continue
+            y = plot - (below + value) / top * plot
             h = value / top * plot
-            y -= h
+            below += value
             bars.append(f'<rect x="{i * 10 + 1}" y="{y:.2f}" width="8" height="{h:.2f}" '
                         f'fill="{COLOURS.get(name, "#6c757d")}"><title>{escape(labels[i])}: {escape(tip)}</title></rect>')
     bars.append("</svg>")

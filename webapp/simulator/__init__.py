@@ -2,9 +2,19 @@
 
 It lets a newcomer try every flow without a WeChat account, and it is what the integration tests
 talk to over real HTTP. The main app registers :data:`bp` when the simulator is enabled and points
-its API bases at ``<server>/simulator/mp`` and ``<server>/simulator/qy``; it can also run alone::
+its API bases at ``<server>/simulator/mp`` and ``<server>/simulator/qy``. That suits one process
+(``make run``); a service served by several workers needs the simulator as one process of its own
+(its state lives in memory, see :mod:`.processes`)::
 
-    flask --app "webapp.simulator:create_standalone_app()" run
+    FLASK_SIMULATOR_SERVICE_URL=http://127.0.0.1:5000 \
+        flask --app "webapp.simulator:create_standalone_app()" run --port 5001
+
+(``make simulator`` runs exactly that), with the service's ``FLASK_WEIXIN_MP_API_BASE``,
+``FLASK_WEIXIN_QY_API_BASE``, ``FLASK_WEIXIN_QY_LOGIN_URL`` and ``FLASK_WEIXIN_QY_OAUTH_URL`` pointing
+at it and ``FLASK_WEIXIN_SIMULATOR=false`` (docs/deployment.md). The service's address,
+``SIMULATOR_SERVICE_URL``, is what the simulator suggests as callback URLs and gives its WeCom
+applications as their trusted domain; the callbacks themselves go wherever the server
+configuration forms say, as with WeChat.
 
 Each app that registers the blueprint gets its own :class:`~webapp.simulator.world.World`
 (see :func:`get_world`), so tests in one process can run several independent simulators.
@@ -23,6 +33,7 @@ are threaded, as a production server must be too.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping
 
 from flask import Flask, redirect, url_for
@@ -33,13 +44,18 @@ from webapp.simulator.blueprint import _PROJECT, EXTENSION, bp, get_world  # noq
 
 
 def create_standalone_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """An app that serves only the simulator (for tests, or to run it as its own process)."""
+    """An app that serves only the simulator (for tests, or to run it as its own process).
+
+    ``FLASK_SIMULATOR_SERVICE_URL`` in the environment (or ``SIMULATOR_SERVICE_URL`` in ``config``)
+    is the service's base URL; without it the simulator assumes the service at its own address.
+    """
     from flask_babel import Babel
 
     from webapp.i18n import select_locale
 
     app = Flask(__name__, static_folder=None)
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(_PROJECT / "webapp" / "translations")
+    app.config["SIMULATOR_SERVICE_URL"] = os.environ.get("FLASK_SIMULATOR_SERVICE_URL", "").strip() or None
     if config:
         app.config.update(config)
     Babel(app, locale_selector=select_locale)

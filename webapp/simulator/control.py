@@ -11,7 +11,7 @@ from typing import Any, Callable
 from flask import Response, jsonify, request
 
 from webapp.simulator import push
-from webapp.simulator.blueprint import bp
+from webapp.simulator.blueprint import bp, service_host
 from webapp.simulator.gate import current_world
 from webapp.simulator.world import QY_AGENTID
 
@@ -135,7 +135,7 @@ def control_messages() -> dict[str, Any]:
 @control
 def control_world() -> dict[str, Any]:
     """The accounts, templates, users, applications and members."""
-    return current_world().describe(served_at=request.host)
+    return current_world().describe(served_at=service_host())
 
 
 @bp.get("/_control/version")

@@ -12,7 +12,7 @@ from flask_babel import get_locale
 from werkzeug.wrappers import Response
 
 from webapp.simulator import push
-from webapp.simulator.blueprint import bp
+from webapp.simulator.blueprint import bp, service_host, service_root
 from webapp.simulator.gate import current_world
 from webapp.simulator.world import ENDPOINTS, FAULT_KINDS, SERVER_MODES
 from webapp.wechat import generate_encoding_aes_key
@@ -94,7 +94,7 @@ def _page_context(limit: int) -> dict[str, Any]:
         "settings": world.get_settings(),
         "stats": world.stats(),
         "faults": world.list_faults(),
-        "accounts": world.describe(served_at=request.host),
+        "accounts": world.describe(served_at=service_host()),
         "api_base": {"mp": f"{root}/mp", "qy": f"{root}/qy"},
         "endpoints": ENDPOINTS,
         "fault_kinds": FAULT_KINDS,
@@ -104,7 +104,7 @@ def _page_context(limit: int) -> dict[str, Any]:
         "server_modes": SERVER_MODES,
         # Like the MP console, offer a random EncodingAESKey while none is set.
         "suggested_key": server_state["server"]["encoding_aes_key"] or generate_encoding_aes_key(),
-        "callback_hint": request.url_root.rstrip("/") + "/console/user_center/weixin/mp/callback/",
+        "callback_hint": service_root() + "/console/user_center/weixin/mp/callback/",
         "lang": str(get_locale() or "en"),
     }
 

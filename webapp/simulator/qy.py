@@ -5,7 +5,7 @@ from typing import Any
 
 from flask import request
 
-from webapp.simulator.blueprint import bp
+from webapp.simulator.blueprint import bp, service_host
 from webapp.simulator.gate import api, read_json
 from webapp.simulator.world import World
 
@@ -36,4 +36,4 @@ def qy_getuserinfo(world: World) -> dict[str, Any]:
 def qy_agent_get(world: World) -> dict[str, Any]:
     """Describe the token's application: visibility, trusted domain, whether it is closed."""
     return world.qy_agent_get(request.args.get("access_token"), request.args.get("agentid"),
-                              served_at=request.host)
+                              served_at=service_host())

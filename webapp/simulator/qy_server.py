@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from flask import abort, request
 
-from webapp.simulator.blueprint import bp
+from webapp.simulator.blueprint import bp, service_root
 from webapp.simulator.control import body, control
 from webapp.simulator.gate import current_world
 # The Official Account side's HTTP helpers: WeCom calls the service with the same patience and retries.
@@ -384,7 +384,7 @@ def qy_server_panel() -> dict[str, Any]:
     return {"server": server, "check": state["last_check"], "pushes": pushes,
             "members": world.describe()["qy"]["members"],
             "suggested_key": server["encoding_aes_key"] or generate_encoding_aes_key(),
-            "callback_hint": request.url_root.rstrip("/") + "/console/user_center/weixin/qy/callback/"}
+            "callback_hint": service_root() + "/console/user_center/weixin/qy/callback/"}
 
 
 @bp.post("/panel/qy/server")

@@ -32,7 +32,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from webapp.i18n import LANGUAGES
-from webapp.simulator.blueprint import bp
+from webapp.simulator.blueprint import bp, service_host
 from webapp.simulator.gate import current_world
 from webapp.simulator.pages import _back
 
@@ -107,7 +107,7 @@ def with_params(uri: str, params: list[tuple[str, str]]) -> str:
 def check_request(kind: str, args: Any) -> Flow:
     """Check a web login (``kind`` "login") or OAuth2 (``kind`` "oauth") request as WeCom does;
     raise :class:`LoginRefused` with WeCom's errcode for the first problem."""
-    info = current_world().describe(served_at=request.host)["qy"]
+    info = current_world().describe(served_at=service_host())["qy"]
     scope = ""
     if kind == "login":
         login_type = args.get("login_type", "")
@@ -280,7 +280,7 @@ def route_scanned(text: str) -> str | None:
 
 def _scan_context() -> dict[str, Any]:
     world = current_world()
-    info = world.describe(served_at=request.host)["qy"]
+    info = world.describe(served_at=service_host())["qy"]
     root = request.url_root.rstrip("/")
     return {"version": world.version, "corp": info,
             "login_url": root + url_for("simulator.qy_login"),
