@@ -192,3 +192,29 @@ def test_the_url_check_is_answered_in_safe_mode(served):
     configure(app, wx_encrypt_mode="safe")
     check = requests.get(base + URL, params={**query(), "echostr": "42"}, timeout=5)
     assert check.status_code == 200 and check.text == "42"
+
+
+def test_a_burst_of_delivery_reports_fits_in_a_small_pool(make_app):
+    """WeChat pushes one delivery report per template message: many at once must not hold every pooled
+    connection while each waits for a second (a handler's write on a connection of its own did that)."""
+    app = make_app(DATABASE_POOL_SIZE=3, DATABASE_MAX_OVERFLOW=0)
+    configure(app, wx_encrypt_mode="plain")
+    now = int(time.time())
+
+    def report(number: int):
+        xml = (f"<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[{OPENID}]]></FromUserName>"
+               f"<CreateTime>{now}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+               f"<Event><![CDATA[TEMPLATESENDJOBFINISH]]></Event><MsgID>{700000 + number}</MsgID>"
+               f"<Status><![CDATA[success]]></Status></xml>")
+        return post(base, xml, "plain", nonce=f"burst{number:05d}")
+
+    with serve(app) as base, ThreadPoolExecutor(12) as pool:
+        # One report first: the process reads the configuration once, on a connection of its own.
+        assert report(0).status_code == 200
+        started = time.monotonic()
+        answers = list(pool.map(report, range(1, 25)))
+        took = time.monotonic() - started
+    assert [a.status_code for a in answers] == [200] * 24, [a.text[:80] for a in answers if a.status_code != 200]
+    assert took < 8, f"24 reports took {took:.1f} s"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(CallbackEvent)) == 25

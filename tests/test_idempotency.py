@@ -184,6 +184,29 @@ def test_a_key_is_kept_a_day_then_forgotten_and_purged(mp):
         db.session.remove()
 
 
+def test_a_repeat_committed_after_this_requests_first_read_is_answered(mp):
+    """The first request commits while this one's transaction is open: the repeat is still answered.
+
+    This is what two identical requests at once do on SQLite, made certain here: the later request's
+    session took its snapshot (its first read) before the winner's commit, then found the winner's
+    record on a fresh connection; its answer must not be read through the old snapshot.
+    """
+    from webapp.api import sending
+
+    app, base, api = mp
+    key = str(uuid.uuid4())
+    with app.test_request_context(SEND, method="POST", json=BODY, headers=api.headers(**{"Idempotency-Key": key})):
+        assert db.session.scalar(select(func.count()).select_from(Message)) == 0  # the snapshot begins here
+        first = post(api, BODY, key)  # another request (the live server's thread) commits meanwhile
+        assert first.status_code == 200 and first.json()["result"] is True, first.text
+        again = sending.send_blueking(sending.SEND_WEIXIN, "repeat-after-snapshot")
+        db.session.rollback()
+    assert again.status == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.data["message_id"] == first.json()["data"]["message_id"]
+    assert [d["status"] for d in again.data["deliveries"]] == ["sent", "sent"]
+    assert counts(app) == (1, 2) and template_sends(base) == 2
+
+
 def test_two_identical_requests_at_once_make_one_message(mp):
     app, base, api = mp
     key = str(uuid.uuid4())

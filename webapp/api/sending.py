@@ -157,8 +157,7 @@ def _repeated(found: idempotency.Earlier, guard: idempotency.Guard, source: str,
         raise ApiError(409, 409, _("This Idempotency-Key was already used for a different request (message "
                                    "%(id)s): nothing was sent. Use a new key for a new message, or send exactly "
                                    "the same request to get the first one's result.", id=found.public_id))
-    message = db.session.get(Message, found.message_id)
-    data = answers.describe(message)
+    data = answers.describe_stored(found.message_id, found.public_id)
     # The user names that could not receive are the deliveries without a WeChat id, as the first answer said.
     data["username_check"]["invalid"] = [d["username"] for d in data["deliveries"] if not d["receiver"]]
     metrics.request_repeated(source)

@@ -89,6 +89,20 @@ class Ledger:
         rows = self._cursor.fetchall()  # to the end: on SQLite a statement left half-read keeps a snapshot open
         return tuple(rows[0]) if rows else None
 
+    def write(self, sql: str, params: dict) -> int:
+        """Run one small write (``sql`` names its parameters ``:name``) on this connection; rows changed.
+
+        For event handlers: a handler that took a connection of its own would hold two for its
+        request, and a burst of callbacks (WeChat pushes a delivery report per message) would then
+        hold every pooled connection while each waited for a second one.
+        """
+        if self._sqlite:
+            with _sqlite_statement_lock:
+                self._cursor.execute(sql, params)
+        else:
+            self._cursor.execute(_pyformat(sql), params)
+        return self._cursor.rowcount
+
     def _write(self, name: str, params: dict) -> int:
         if self._sqlite:
             with _sqlite_statement_lock:

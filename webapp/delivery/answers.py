@@ -18,10 +18,19 @@ _COLUMNS = (Delivery.receiver, Delivery.username, Delivery.status, Delivery.errc
 
 def describe(message: Message, invalid_usernames: list[str] | None = None) -> dict:
     """The answer's ``data`` for ``message`` with the current status of each delivery, in receiver order."""
+    return describe_stored(message.id, message.public_id, invalid_usernames)
+
+
+def describe_stored(message_id: int, public_id: str, invalid_usernames: list[str] | None = None) -> dict:
+    """:func:`describe` for a message known by its ids only, e.g. one another request has just committed.
+
+    Nothing is read through the caller's session: its transaction may predate that commit (SQLite
+    keeps the snapshot of a transaction's first read), and would not see the message at all.
+    """
     with db.engine.connect() as connection:  # a fresh snapshot, outside the caller's session
-        rows = connection.execute(select(*_COLUMNS).where(Delivery.message_id == message.id).order_by(Delivery.id)).all()
+        rows = connection.execute(select(*_COLUMNS).where(Delivery.message_id == message_id).order_by(Delivery.id)).all()
     return {
-        "message_id": message.public_id,
+        "message_id": public_id,
         "deliveries": [
             {"receiver": r.receiver, "username": r.username, "status": r.status,
              "errcode": r.errcode, "errmsg": r.errmsg, "receipt": r.receipt}

@@ -15,6 +15,15 @@ from webapp.models import Delivery
 RECEIPT_MAX_LENGTH = 64
 
 
+#: The receipt's update in plain SQL, for the callback's own connection (see ``handlers``).
+RECEIPT_SQL = "UPDATE deliveries SET receipt = :receipt WHERE wx_msgid = :msgid"
+
+
+def receipt_values(wx_msgid: str, status: str) -> dict:
+    """The parameters of :data:`RECEIPT_SQL` for WeChat's report ``status`` on ``wx_msgid``."""
+    return {"msgid": wx_msgid, "receipt": status[:RECEIPT_MAX_LENGTH]}
+
+
 def record_receipt(wx_msgid: str, status: str) -> int:
     """Record WeChat's delivery report ``status`` on the delivery sent as ``wx_msgid``; returns rows updated."""
     with db.write_connection() as connection:
