@@ -37,6 +37,9 @@ simulator: $(VENV)/.installed
 	FLASK_SIMULATOR_SERVICE_URL=$(SIMULATOR_SERVICE_URL) \
 	  $(VENV)/bin/flask --app "webapp.simulator:create_standalone_app()" run --host $(HOST) --port $(PORT_SIM)
 
+# The suite runs in one process per core (pytest-xdist), each taking whole test files; a test file's
+# tests run in order in one process. `make test PYTEST_ARGS=...` replaces these (e.g. `-p no:xdist -x`).
+PYTEST_ARGS ?= -n auto --dist loadfile
 test: $(VENV)/.dev-installed test-tools audit
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$rc

@@ -1,9 +1,9 @@
 """Send API overhead: latency of single-receiver sends from 8 concurrent callers, with an instant WeChat.
 
-The simulator answers at once (latency 0). The service runs under gunicorn (1 worker x 8 threads,
-``bench.bench_wsgi:app``: the real app plus one bare route). After a warm-up, ``--callers`` callers
-(8), each on its own keep-alive connection, make ``--calls`` rounds between them. A caller's round is
-one call of each kind, one after another:
+The simulator answers at once (latency 0). The service runs under gunicorn (1 worker x 8 threads
+unless ``--workers``/``--threads`` say otherwise; ``bench.bench_wsgi:app``: the real app plus one bare
+route). After a warm-up, ``--callers`` callers (8), each on its own keep-alive connection, make
+``--calls`` rounds between them. A caller's round is one call of each kind, one after another:
 
 - ``send_weixin`` to one Official Account follower (credentials, rate limit, validation, the message
   and its delivery stored, the template send to the simulator, the outcome recorded, the answer);
@@ -16,9 +16,9 @@ a random, exponentially distributed pause between its rounds, so the callers' re
 independent programs' would); a caller that falls behind starts its next round at once. The callers
 run in a process of their own, so that their Python does not compete with the simulator's for one
 interpreter lock. The output gives median, p95 and p99 of each kind, the CPU seconds the service's
-worker used in the timed part (per round: one send and one bare request), and the load average.
+workers used in the timed part (per round: one send and one bare request), and the load average.
 
-    .venv/bin/python -m bench.api_overhead [--calls 800] [--rate 50] [--database-url URL]
+    .venv/bin/python -m bench.api_overhead [--calls 800] [--rate 50] [--workers 1] [--database-url URL]
     .venv/bin/python -m bench.api_overhead --quick      # a smoke run for CI: checks outcomes, not timings
 """
 from __future__ import annotations
@@ -191,7 +191,9 @@ def main() -> None:
     parser.add_argument("--warm-up", type=int, default=80)
     parser.add_argument("--callers", type=int, default=8, help="concurrent callers, one connection each")
     parser.add_argument("--rate", type=float, default=50, help="rounds started a second, all callers together")
-    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads (1 worker)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="gunicorn workers (the production file's default on this machine: cores + 1, at most 4)")
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
     parser.add_argument("--database-url", help="an empty database to use instead of a new SQLite file")
     parser.add_argument("--quick", action="store_true",
                         help="a short smoke run (CI): fails when a send is not sent, whatever the timings")
@@ -205,14 +207,14 @@ def main() -> None:
         openids = sim.add_followers(50)
         commit = commit_probe(env["FLASK_DATABASE_URL"], 20 if args.quick else 200)
         token, _ = MpClient(sim.mp, session=make_session()).stable_token(MP_APPID, MP_SECRET)
-        with gunicorn_process(env, module="bench.bench_wsgi:app", workers=1, threads=args.threads) as (base, master):
+        with gunicorn_process(env, module="bench.bench_wsgi:app", workers=args.workers, threads=args.threads) as (base, master):
             common = (base, code, secret, sim.mp, token, openids, args.callers)
             in_own_process(*common, args.warm_up, 0, 1)  # warm-up: as fast as the callers go
             sent_before = sim.calls()["template_send"]
-            worker = child_pids(master.pid)[0]
-            cpu_before, load_before = cpu_seconds(worker), load_average()
+            workers = child_pids(master.pid)
+            cpu_before, load_before = sum(map(cpu_seconds, workers)), load_average()
             run = in_own_process(*common, args.calls, args.rate, 2)
-            worker_cpu = cpu_seconds(worker) - cpu_before
+            worker_cpu = sum(map(cpu_seconds, workers)) - cpu_before
         # Template sends the simulator received in the timed part: one per service call, one per raw call.
         template_sends = sim.calls()["template_send"] - sent_before
     timings = run["timings"]
@@ -222,7 +224,7 @@ def main() -> None:
     print(json.dumps({
         "machine": machine(),
         "load_average_1_5_15min": {"start": load_at_start, "timed_part_start": load_before, "end": load_average()},
-        "server": f"gunicorn 1 worker x {args.threads} threads",
+        "server": f"gunicorn {args.workers} worker(s) x {args.threads} threads",
         "database": "PostgreSQL" if args.database_url else "SQLite", "simulator_latency_ms": 0,
         "callers": args.callers, "rounds": args.calls, "rate_rounds_per_s": args.rate,
         "seconds": round(run["seconds"], 2), "achieved_rounds_per_s": round(args.calls / run["seconds"], 1),

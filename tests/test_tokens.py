@@ -65,6 +65,51 @@ def test_an_expired_token_recovers(sim_app, simulator):
     assert simulator.calls("stable_token") == 2
 
 
+def _token_reads(app, action) -> int:
+    """How many statements on the access token table ``action`` made through ``app``'s database."""
+    from sqlalchemy import event
+
+    statements = []
+
+    def seen(conn, cursor, statement, *args):
+        if "access_tokens" in statement:
+            statements.append(statement)
+
+    engine = app.extensions["database"].engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with app.app_context():
+            action()
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    return len(statements)
+
+
+def test_a_process_uses_the_token_it_holds_without_reading_it_again(sim_app, simulator):
+    first = []
+    assert _token_reads(sim_app, lambda: first.append(get_token(_mp_source()))) >= 1
+    assert _token_reads(sim_app, lambda: first.append(call_with_token(_mp_source(), lambda token: token))) == 0
+    assert first[0] == first[1] and simulator.calls("stable_token") == 1
+
+
+def test_a_token_refused_in_one_process_is_replaced_from_what_another_process_stored(make_app, simulator):
+    # Two apps on one database are two processes: each keeps its own copy of the token.
+    config = {"WEIXIN_MP_API_BASE": simulator.mp_base, "WEIXIN_QY_API_BASE": simulator.qy_base}
+    first, second = make_app(**config), make_app(**config)
+    with first.app_context():
+        old = call_with_token(_mp_source(), lambda token: (_send(token), token)[1])
+    with second.app_context():
+        call_with_token(_mp_source(), _send)
+    simulator.control("tokens/invalidate", {"channel": "mp"})
+    with second.app_context():  # refused: one fetch, stored for every process
+        new = call_with_token(_mp_source(), lambda token: (_send(token), token)[1])
+    with first.app_context():  # still holds the old token: refused, then the stored one is used
+        used = call_with_token(_mp_source(), lambda token: (_send(token), token)[1])
+    assert new != old and used == new
+    assert simulator.calls("stable_token") == 2
+    assert len(simulator.messages(channel="mp")) == 4
+
+
 def test_other_errors_are_not_retried(sim_app, simulator):
     with sim_app.app_context():
         with pytest.raises(WeChatAPIError) as caught:

@@ -3,8 +3,8 @@
 :func:`webapp.create_app` creates a :class:`ProcessState` and keeps it in ``app.extensions``;
 everything else reaches it through :func:`state`. It holds what must not be created twice in a
 process and is shared by its threads (request threads, the delivery pool, the scheduler's jobs):
-the HTTP session to WeChat, the delivery thread pool, the decrypted channel snapshot, the delivery
-claim registry, the in-process scheduler and the "set-up is done" flag. Each part that threads share
+the HTTP session to WeChat, the delivery thread pool, the decrypted channel snapshot, the access
+tokens it last read, the delivery claim registry, the in-process scheduler and the "set-up is done" flag. Each part that threads share
 is guarded by a lock, and :meth:`ProcessState.shutdown` stops and closes them at the end of the
 process, so that a test or an embedding program can create and drop apps cleanly.
 """
@@ -14,6 +14,7 @@ import atexit
 import logging
 import threading
 import weakref
+from datetime import datetime
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Generic, Hashable, Mapping, Protocol, TypeVar
 
@@ -71,6 +72,37 @@ class VersionedValue(Generic[T]):
             self._version, self._value = None, None
 
 
+class KeptTokens:
+    """The access tokens this process last read or fetched, each kept until it is due for refreshing.
+
+    The database stays the truth across processes (``webapp.tokens``); this spares a send the read
+    of a token the process already holds. A token is kept only while the stored one would still be
+    served (its life minus the refresh-ahead margin), and a token WeChat refused is never served
+    from here: its holder asks the database, where another process may have replaced it already.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: dict[Hashable, tuple[str, datetime]] = {}
+
+    def get(self, key: Hashable, now: datetime) -> str | None:
+        """The token kept for ``key``, if it is still usable at ``now``."""
+        with self._lock:
+            found = self._kept.get(key)
+        return found[0] if found is not None and found[1] > now else None
+
+    def keep(self, key: Hashable, token: str, usable_until: datetime) -> None:
+        """Keep ``token`` for ``key`` until ``usable_until``."""
+        with self._lock:
+            self._kept[key] = (token, usable_until)
+
+    def forget(self, key: Hashable, token: str) -> None:
+        """Stop serving ``token`` for ``key`` (WeChat refused it); a newer token kept meanwhile stays."""
+        with self._lock:
+            if self._kept.get(key, ("",))[0] == token:
+                del self._kept[key]
+
+
 class ProcessState:
     """The per-process parts of one application (see the module's docstring)."""
 
@@ -83,6 +115,7 @@ class ProcessState:
         self._parts: dict[str, Closeable] = {}
         self._closed = False
         self.channel: VersionedValue[Any] = VersionedValue()
+        self.tokens = KeptTokens()
         self.scheduler: Scheduler | None = None
         self.setup_done = False  # once an administrator exists it stays true; a stale False only costs a read
 

@@ -26,7 +26,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from webapp import metrics
+from webapp import metrics, runtime
 from webapp.clients import http_timeout, mp_client, work_client
 from webapp.extensions import db
 from webapp.models import CHANNEL_MP, CHANNEL_QYWX, AccessToken, utcnow
@@ -75,8 +75,12 @@ def _fresh(row: AccessToken | None, now, margin: timedelta) -> bool:
     """
     if not (row and row.token_enc and row.expires_at and row.fetched_at):
         return False
-    margin = min(margin, (row.expires_at - row.fetched_at) / 5)
-    return row.expires_at - now > margin
+    return _usable_until(row.fetched_at, row.expires_at, margin) > now
+
+
+def _usable_until(fetched_at, expires_at, margin: timedelta):
+    """When a token fetched at ``fetched_at`` and expiring at ``expires_at`` is due for refreshing."""
+    return expires_at - min(margin, (expires_at - fetched_at) / 5)
 
 
 #: How often a caller waiting for another caller's fetch looks at the stored row again.
@@ -104,6 +108,15 @@ def get_token(source: TokenSource, *, rejected: str | None = None, margin: timed
     that result by re-reading the row. Nothing else waits for the fetch: callbacks, sends of other
     accounts and the database's writers go on as usual, however slowly WeChat answers.
     """
+    # This process's copy spares the read; the scheduler's look ahead (another margin) reads the row.
+    kept = runtime.state().tokens if margin == REFRESH_AHEAD else None
+    key = (source.kind, source.account)
+    if kept is not None:
+        if rejected is not None:
+            kept.forget(key, rejected)
+        token = kept.get(key, utcnow())
+        if token is not None:
+            return token
     secret_box = box()
     lease = _fetch_lease()
     give_up = time.monotonic() + lease.total_seconds() + 5
@@ -117,6 +130,8 @@ def get_token(source: TokenSource, *, rejected: str | None = None, margin: timed
         if _fresh(row, now, margin):
             token = secret_box.decrypt(row.token_enc)
             if token != rejected:
+                if kept is not None:
+                    kept.keep(key, token, _usable_until(row.fetched_at, row.expires_at, margin))
                 return token
         if row is None:
             if created:
@@ -132,7 +147,10 @@ def get_token(source: TokenSource, *, rejected: str | None = None, margin: timed
         if row.fetching_until is None or row.fetching_until <= now:
             fetcher = _take_fetch_lease(row, now, lease)
             if fetcher:
-                return _fetch_and_store(source, row.id, fetcher)
+                token, usable_until = _fetch_and_store(source, row.id, fetcher, margin)
+                if kept is not None:
+                    kept.keep(key, token, usable_until)
+                return token
             continue  # another caller took the lease (or stored a token) first: look again
         # Someone else is fetching: look again in a moment.
         if waiting_since is None:
@@ -167,8 +185,11 @@ def _take_fetch_lease(row, now, lease: timedelta) -> str | None:
     return fetcher if taken == 1 else None
 
 
-def _fetch_and_store(source: TokenSource, row_id: int, fetcher: str) -> str:
-    """Call WeChat (no transaction open, no lock held), then store the token or the error and free the lease."""
+def _fetch_and_store(source: TokenSource, row_id: int, fetcher: str, margin: timedelta):
+    """Call WeChat (no transaction open, no lock held), then store the token or the error and free the lease.
+
+    Returns the token and when it is due for refreshing (with ``margin``).
+    """
     secret_box = box()
     failure: WeChatError | None = None
     try:
@@ -188,7 +209,7 @@ def _fetch_and_store(source: TokenSource, row_id: int, fetcher: str) -> str:
     if failure is not None:
         raise failure
     log.info("fetched a new %s access token for %s (expires in %ss)", source.kind, _public(source.account), expires_in)
-    return token
+    return token, _usable_until(values["fetched_at"], values["expires_at"], margin)
 
 
 _STORED_ERRCODE = re.compile(r"^WeChat errcode (-?\d+): (.*)$", re.S)
@@ -236,6 +257,11 @@ class TokenHolder:
     def _fetch(self, rejected: str | None) -> str:
         if self._failure is not None:
             raise self._failure
+        if rejected is None:  # the process's copy needs no app context (a pool thread has none)
+            kept = runtime.state(self._app).tokens.get((self._source.kind, self._source.account), utcnow())
+            if kept is not None:
+                self._token = kept
+                return kept
         try:
             if has_app_context():  # a request or a job: its context serves
                 self._token = get_token(self._source, rejected=rejected)

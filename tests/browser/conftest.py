@@ -68,7 +68,8 @@ def page(browser, request):
     violations = watch_csp(context)
     tab = context.new_page()
     tab.csp_violations = violations
-    tab.set_default_timeout(20_000)  # generous: CI shares two cores with the server and Chromium
+    # Generous: CI shares two cores between two test processes, the servers and Chromium.
+    tab.set_default_timeout(45_000)
     yield tab
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:

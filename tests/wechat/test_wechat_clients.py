@@ -497,3 +497,25 @@ def test_concurrent_calls_share_the_pool(fake):
         s.close()
     assert results == [1] * 16
     assert elapsed < 1.6  # one after another would take 3.2 s
+
+
+def test_proxy_settings_from_the_environment_hold_for_every_call(fake, monkeypatch):
+    """HTTP(S)_PROXY and NO_PROXY apply to each host, call after call (they are looked up once per host)."""
+    monkeypatch.setenv("HTTP_PROXY", fake.base_url)  # the local server plays the proxy
+    monkeypatch.setenv("NO_PROXY", "direct-host.invalid")
+    fake.route("GET", "/cgi-bin/token", {"access_token": TOKEN, "expires_in": 7200})
+    session = make_session()
+    try:
+        through_proxy = MpClient("http://wechat-test-host.invalid", session=session)
+        for _ in range(3):
+            assert through_proxy.legacy_token("wx1", SECRET) == (TOKEN, 7200)
+            assert fake.last["headers"]["Host"] == "wechat-test-host.invalid"
+        assert len(fake.requests) == 3
+        direct = MpClient("http://direct-host.invalid", session=session, timeout=(2, 2))
+        for _ in range(2):  # not through the proxy: the name does not resolve
+            with pytest.raises(WeChatTransportError) as info:
+                direct.legacy_token("wx1", SECRET)
+            assert info.value.kind == "dns"
+        assert len(fake.requests) == 3
+    finally:
+        session.close()

@@ -89,6 +89,11 @@ class Accepted:
     errcode: int | None = None
 
 
+# Built once: a statement made afresh on every call costs more Python than the database needs to run it.
+_INSERT_MESSAGE = insert(Message.__table__).returning(Message.__table__.c.id)
+_INSERT_DELIVERIES = insert(Delivery.__table__).returning(Delivery.__table__.c.id, sort_by_parameter_order=True)
+
+
 def accept(*, api_app_id: int | None, request_id: str, configured, notification: Notification, targets: list[Target],
            overrides: dict | None = None, source: str | None = None,
            guard: idempotency.Guard | None = None) -> Message:
@@ -112,9 +117,12 @@ def accept(*, api_app_id: int | None, request_id: str, configured, notification:
             options["agentid"] = int(overrides["agentid"])
         if overrides.get("corpsecret"):
             options["corpsecret_enc"] = box().encrypt(overrides["corpsecret"])
-    message = Message(request_id=request_id, api_app_id=api_app_id, channel=configured.wx_type, account=configured.account,
-                      heading=notification.heading, body=notification.message, date=notification.date,
-                      remark=notification.remark, url=notification.url, options=options or None, source=source)
+    values = {"public_id": new_public_id(), "request_id": request_id, "api_app_id": api_app_id,
+              "channel": configured.wx_type, "account": configured.account, "heading": notification.heading,
+              "body": notification.message, "date": notification.date, "remark": notification.remark,
+              "url": notification.url, "source": source, "created_at": now}
+    if options:  # else NULL (a JSON column given None would store the JSON text null)
+        values["options"] = options
     until = now + registry.lease
     rows = [{"receiver": t.receiver, "username": t.username, "client_msg_id": new_public_id(), "attempts": 0,
              "status": FAILED if t.refusal else QUEUED, "errmsg": t.refusal, "next_attempt_at": now,
@@ -122,15 +130,17 @@ def accept(*, api_app_id: int | None, request_id: str, configured, notification:
              "created_at": now, "updated_at": now} for t in targets]
     try:
         with db.transaction() as session:
-            session.add(message)
-            session.flush()  # the message's id, for its deliveries
+            # Core statements on the session's connection: no ORM object to track and flush. The
+            # message returned is built from the same values (not attached to any session).
+            connection = session.connection()
+            message = Message(id=connection.execute(_INSERT_MESSAGE, values).scalar_one(), **values)
             if guard is not None:
                 # Before the deliveries: a second identical request waits here for the first one's
                 # transaction, then fails, without having written thousands of rows first.
                 idempotency.record(session, guard, message)
             for row in rows:
                 row["message_id"] = message.id
-            ids = session.scalars(insert(Delivery).returning(Delivery.id, sort_by_parameter_order=True), rows).all() if rows else []
+            ids = connection.execute(_INSERT_DELIVERIES, rows).scalars().all() if rows else []
     except IntegrityError:
         registry.let_go(claim)
         found = idempotency.earlier(guard) if guard is not None else None

@@ -83,6 +83,25 @@ class Outcomes:
             return dict(self._written) if self._exact else None
 
 
+_UPDATES: dict[tuple[str, ...], object] = {}
+
+
+def _update_statement(keys: tuple[str, ...]):
+    """The UPDATE that sets ``keys`` on one claimed delivery, built once per set of keys.
+
+    A statement built afresh for every write costs more Python than the database needs to run it.
+    """
+    statement = _UPDATES.get(keys)
+    if statement is None:
+        table = Delivery.__table__
+        statement = _UPDATES[keys] = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"), table.c.claimed_by == bindparam("claim"))
+            .values(updated_at=bindparam("now"), attempts=table.c.attempts + 1,
+                    **{key: bindparam(f"new_{key}") for key in keys}))
+    return statement
+
+
 def write(batch: list[tuple[int, str, dict]], claim: str) -> bool:
     """Write ``(delivery id, channel, values)`` outcomes of calls made by ``claim``; count them in the metrics.
 
@@ -98,11 +117,9 @@ def write(batch: list[tuple[int, str, dict]], claim: str) -> bool:
     written, exact = 0, True
     with db.write_connection() as connection:
         for keys, rows in shapes.items():
-            statement = (update(Delivery)
-                         .where(Delivery.id == bindparam("row_id"), Delivery.claimed_by == claim)
-                         .values(updated_at=now, attempts=Delivery.attempts + 1,
-                                 **{key: bindparam(f"new_{key}") for key in keys}))
-            result = connection.execute(statement, rows)
+            for row in rows:
+                row["claim"], row["now"] = claim, now
+            result = connection.execute(_update_statement(keys), rows[0] if len(rows) == 1 else rows)
             written += result.rowcount or 0
         exact = connection.dialect.supports_sane_multi_rowcount
     if exact and written < len(batch):

@@ -100,6 +100,27 @@ class TimeoutSession(requests.Session):
     def __init__(self, timeout=DEFAULT_TIMEOUT):
         super().__init__()
         self.default_timeout = timeout
+        self._environment: dict[tuple, dict] = {}
+        self._environment_lock = threading.Lock()
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        """requests' proxy and CA bundle settings from the environment, worked out once per host.
+
+        requests looks them up on every call (every proxy variable, then ``no_proxy`` against the
+        host); the environment of a running process does not change, and a delivery run makes
+        thousands of calls to one host.
+        """
+        if not self.trust_env or proxies:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, stream, verify, cert)
+        with self._environment_lock:
+            found = self._environment.get(key)
+        if found is None:
+            found = super().merge_environment_settings(url, {}, stream, verify, cert)
+            with self._environment_lock:
+                self._environment[key] = found
+        return {**found, "proxies": dict(found["proxies"])}
 
     def request(self, method, url, **kwargs):
         """Send the request, filling in the default timeout; requests itself has none."""
