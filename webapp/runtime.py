@@ -4,9 +4,9 @@
 everything else reaches it through :func:`state`. It holds what must not be created twice in a
 process and is shared by its threads (request threads, the delivery pool, the scheduler's jobs):
 the HTTP session to WeChat, the delivery thread pool, the decrypted channel snapshot, the access
-tokens it last read, the delivery claim registry, the in-process scheduler and the "set-up is done" flag. Each part that threads share
-is guarded by a lock, and :meth:`ProcessState.shutdown` stops and closes them at the end of the
-process, so that a test or an embedding program can create and drop apps cleanly.
+tokens it last read, the delivery claim registry, the in-process scheduler and the "set-up is done"
+flag. Each part that threads share is guarded by a lock, and :meth:`ProcessState.shutdown` stops
+and closes them at the end of the process, so that a test or an embedding program can create and drop apps cleanly.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import atexit
 import logging
 import threading
 import weakref
-from datetime import datetime
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, Callable, Generic, Hashable, Mapping, Protocol, TypeVar
 
 from flask import Flask, current_app

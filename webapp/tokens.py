@@ -52,6 +52,11 @@ class TokenSource:
     account: str
     fetch: Callable[[], tuple[str, int]]
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """What names this token in the database and in a process's kept tokens."""
+        return self.kind, self.account
+
     @classmethod
     def official_account(cls, appid: str, secret: str) -> "TokenSource":
         """The Official Account token of ``appid`` (stable_token, normal mode)."""
@@ -110,7 +115,7 @@ def get_token(source: TokenSource, *, rejected: str | None = None, margin: timed
     """
     # This process's copy spares the read; the scheduler's look ahead (another margin) reads the row.
     kept = runtime.state().tokens if margin == REFRESH_AHEAD else None
-    key = (source.kind, source.account)
+    key = source.key
     if kept is not None:
         if rejected is not None:
             kept.forget(key, rejected)
@@ -258,7 +263,7 @@ class TokenHolder:
         if self._failure is not None:
             raise self._failure
         if rejected is None:  # the process's copy needs no app context (a pool thread has none)
-            kept = runtime.state(self._app).tokens.get((self._source.kind, self._source.account), utcnow())
+            kept = runtime.state(self._app).tokens.get(self._source.key, utcnow())
             if kept is not None:
                 self._token = kept
                 return kept

@@ -86,4 +86,6 @@
     var button = event.target.closest("[data-action=start]");
     if (button) { start(); }
   });
+  // The buttons are drawn disabled so that a press before this script has run is not lost silently.
+  Array.prototype.forEach.call(root.querySelectorAll("[data-action=start]"), function (button) { button.disabled = false; });
 })();

@@ -70,6 +70,8 @@
       copy(button.dataset.copyText, button);
     }
   });
+  // Drawn disabled: a press before this script runs would otherwise do nothing at all.
+  document.querySelectorAll("[data-generate]").forEach(function (button) { button.disabled = false; });
 
   // --- Prerequisites and trusted domain: check at once when the page has no outcome yet ---------
   // Opening a page changes nothing; its check is a POST ("Check now"), pressed here as the page opens.

@@ -149,3 +149,27 @@ def test_wecom_refuses_a_personal_wechat(page, service):
     page.get_by_role("button", name="personal WeChat user").click()
     expect(page.get_by_role("heading", name="Nothing was bound")).to_be_visible()
     expect(page.get_by_text("personal WeChat")).to_be_visible()
+
+
+def test_start_cannot_be_pressed_before_its_script_runs(browser, page, service):
+    app, base = service
+    connect_qy(app)
+    trust_domain(base)
+    # A slow network: the page is drawn, its script has not arrived. A press now would be lost.
+    page.route("**/static/js/bind.js", lambda route: route.abort())
+    sign_in(page, base)
+    expect(page.get_by_role("button", name="Start")).to_be_disabled()
+    page.unroute("**/static/js/bind.js")
+    page.reload()
+    page.get_by_role("button", name="Start").click()
+    expect(page.get_by_role("link", name="Sign in with WeCom in this browser")).to_be_visible()
+    # Without JavaScript the page says what to do instead of offering a button that does nothing.
+    context = browser.new_context(java_script_enabled=False, locale="en-US")
+    try:
+        no_script = context.new_page()
+        sign_in(no_script, base)
+        expect(no_script.get_by_role("button", name="Start")).to_be_disabled()
+        # (Chromium driven with scripts off keeps <noscript> as text rather than drawing it.)
+        assert "This page needs JavaScript to draw the code" in no_script.locator("#unbound-view noscript").text_content()
+    finally:
+        context.close()

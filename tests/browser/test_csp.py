@@ -35,6 +35,7 @@ def sign_in(page, base: str, username: str, password: str) -> None:
     page.get_by_label("User name").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#logout")).to_be_attached()  # signed in: the answer arrived, not just the POST
     page.wait_for_load_state("networkidle")
     assert not page.csp_violations, page.csp_violations
 
@@ -93,7 +94,7 @@ def test_signed_in_pages_keep_the_policy(page, service):
     assert not page.csp_violations, page.csp_violations
     visit(page, base + "/account/password", settle="#current")
     page.get_by_role("button", name="Sign out").click()
-    page.wait_for_load_state("networkidle")
+    expect(page.get_by_text("You are signed out.")).to_be_visible()  # the POST answered, not just sent
 
     # The message detail page behind its signed link, and an error page.
     visit(page, detail, settle=".message-body")

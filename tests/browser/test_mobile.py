@@ -196,7 +196,7 @@ def phone(browser):
     context = browser.new_context(locale="en-US", viewport={"width": 390, "height": 800}, device_scale_factor=2,
                                   is_mobile=True, has_touch=True)
     tab = context.new_page()
-    tab.set_default_timeout(20_000)
+    tab.set_default_timeout(45_000)  # as in the page fixture: two test processes share two cores
     yield tab
     context.close()
 
@@ -206,6 +206,7 @@ def sign_in(page, base: str, username: str, password: str) -> None:
     page.locator("#username").fill(username)
     page.locator("#password").fill(password)
     page.locator("#submit").click()
+    expect(page.locator("#logout")).to_be_attached()  # signed in: the answer arrived, not just the POST
     page.wait_for_load_state("networkidle")
 
 
@@ -214,7 +215,8 @@ def sign_out(page, base: str) -> None:
     page.goto(base + "/")
     page.locator(".navbar-toggler").click()
     page.locator("#logout").click()
-    page.wait_for_load_state("networkidle")
+    # Wait for the signed-out page itself: a page opened before the POST's answer would cancel it.
+    expect(page.get_by_text("You are signed out.")).to_be_visible()
 
 
 def test_every_page_fits_a_phone(phone, service):

@@ -257,3 +257,22 @@ def test_the_wizard_on_a_phone_and_in_chinese(browser, service):
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
     finally:
         context.close()
+
+
+def test_generate_waits_for_its_script(page, service):
+    app, base = service
+    add_admin(app)
+    sign_in(page, base)
+    page.get_by_role("radio", name="WeChat Official Account (公众号)").check()
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator("#server-checks [data-probe-name=http]")).to_have_attribute("data-state", "ok")
+    page.get_by_role("button", name="Next").click()
+    expect(page).to_have_url(base + "/setup/wizard/keys")
+    page.route("**/static/js/wizard.js", lambda route: route.abort())
+    page.reload()
+    # The script has not arrived: the buttons it drives cannot be pressed into nothing.
+    expect(page.locator("[data-generate=token]")).to_be_disabled()
+    page.unroute("**/static/js/wizard.js")
+    page.reload()
+    page.locator("[data-generate=token]").click()
+    expect(page.locator("#wx_token")).to_have_value(lambda_length(32))

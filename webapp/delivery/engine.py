@@ -433,7 +433,7 @@ def deliver_many(work: list[tuple[Message, list[Delivery]]], budget: float, clai
             continue
         adapted = template_message(_notification(message), configured.wx_template_fields, detail_url(message))
         source = configured.token_source()
-        holder = holders.setdefault((source.kind, source.account), TokenHolder(app, source))
+        holder = holders.setdefault(source.key, TokenHolder(app, source))
         send = _TemplateSend(holder, client, configured.wx_template_id, adapted.payload["data"],
                              adapted.payload.get("url"), policy, outcomes)
         outcomes.expect(len(deliveries))
