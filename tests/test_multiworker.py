@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import text
 
+from webapp.runtime import KEPT_TOKEN_RECHECK
+
 from tests.crash_support import PYTHON, ROOT, postgres_schema, wait_for, wechat, world  # noqa: F401  (fixtures)
 from tests.drill_support import MP_CHANNEL, Senders, Service, add_followers, check_mp_exactly_once, settle
 from tests.gunicorn_support import installations, start_workers
@@ -92,6 +94,7 @@ def test_four_workers_fetch_one_token_per_expiry(world, service):
     # 3. The stored token runs out (its expiry passes in the database): one fetch for 30 senders.
     with svc.engine.begin() as conn:
         conn.execute(text("UPDATE access_tokens SET expires_at = :past"), {"past": "2000-01-01 00:00:00"})
+    time.sleep(KEPT_TOKEN_RECHECK.total_seconds() + 0.5)  # each worker reads the row again after this
     assert_all_sent(burst(senders, SENDERS))
     assert fetches() == 3, f"{fetches() - 2} fetches for an expired stored token"
 

@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, select, text, update
 from webapp import jobs, migrate
 from webapp.extensions import db
 from webapp.models import AccessToken, utcnow
+from webapp.runtime import KEPT_TOKEN_RECHECK
 from webapp.simulator.world import (MP_APPID, MP_SECRET, OPENID_ALICE, QY_CORPID, QY_CORPSECRET,
                                     TEMPLATE_NOTIFICATION_ID)
 from webapp.clients import mp_client
@@ -90,6 +91,18 @@ def test_a_process_uses_the_token_it_holds_without_reading_it_again(sim_app, sim
     assert _token_reads(sim_app, lambda: first.append(get_token(_mp_source()))) >= 1
     assert _token_reads(sim_app, lambda: first.append(call_with_token(_mp_source(), lambda token: token))) == 0
     assert first[0] == first[1] and simulator.calls("stable_token") == 1
+
+
+def test_a_token_expired_in_the_database_is_replaced_within_the_recheck_time(sim_app, simulator):
+    """Another process (or an operator) expiring the stored token is honoured by a process holding it."""
+    with sim_app.app_context():
+        get_token(_mp_source())
+        with db.transaction() as session:
+            session.execute(update(AccessToken).values(expires_at=utcnow() - timedelta(minutes=1)))
+        time.sleep(KEPT_TOKEN_RECHECK.total_seconds() + 0.2)
+        token = get_token(_mp_source())
+        assert get_token(_mp_source()) == token  # kept again: no third fetch
+    assert simulator.calls("stable_token") == 2
 
 
 def test_a_token_refused_in_one_process_is_replaced_from_what_another_process_stored(make_app, simulator):

@@ -15,7 +15,7 @@ import logging
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Generic, Hashable, Mapping, Protocol, TypeVar
 
 from flask import Flask, current_app
@@ -25,6 +25,9 @@ from webapp.wechat.http import DEFAULT_POOL_SIZE, TimeoutSession, make_session
 log = logging.getLogger(__name__)
 
 EXTENSION = "process_state"
+#: How long a kept access token is served before the stored row is read again: however many sends
+#: a process makes, it reads a good token's row at most once per this time.
+KEPT_TOKEN_RECHECK = timedelta(seconds=2)
 T = TypeVar("T")
 
 
@@ -73,12 +76,15 @@ class VersionedValue(Generic[T]):
 
 
 class KeptTokens:
-    """The access tokens this process last read or fetched, each kept until it is due for refreshing.
+    """The access tokens this process last read or fetched, each served for a short while.
 
-    The database stays the truth across processes (``webapp.tokens``); this spares a send the read
-    of a token the process already holds. A token is kept only while the stored one would still be
-    served (its life minus the refresh-ahead margin), and a token WeChat refused is never served
-    from here: its holder asks the database, where another process may have replaced it already.
+    The database stays the truth across processes (``webapp.tokens``); this spares most sends the
+    read of a token the process already holds. A token is served from here only while the stored
+    one would still be served (its life minus the refresh-ahead margin) and for at most
+    :data:`KEPT_TOKEN_RECHECK` after it was last read or fetched: a token another process replaced,
+    or that an operator expired in the database, is then read again within that time. A token
+    WeChat refused is never served from here: its holder asks the database, where another process
+    may have replaced it already.
     """
 
     def __init__(self) -> None:
@@ -86,15 +92,15 @@ class KeptTokens:
         self._kept: dict[Hashable, tuple[str, datetime]] = {}
 
     def get(self, key: Hashable, now: datetime) -> str | None:
-        """The token kept for ``key``, if it is still usable at ``now``."""
+        """The token kept for ``key``, if it may still be served at ``now``."""
         with self._lock:
             found = self._kept.get(key)
         return found[0] if found is not None and found[1] > now else None
 
-    def keep(self, key: Hashable, token: str, usable_until: datetime) -> None:
-        """Keep ``token`` for ``key`` until ``usable_until``."""
+    def keep(self, key: Hashable, token: str, usable_until: datetime, now: datetime) -> None:
+        """Keep ``token`` for ``key``, read or fetched at ``now`` and due for refreshing at ``usable_until``."""
         with self._lock:
-            self._kept[key] = (token, usable_until)
+            self._kept[key] = (token, min(usable_until, now + KEPT_TOKEN_RECHECK))
 
     def forget(self, key: Hashable, token: str) -> None:
         """Stop serving ``token`` for ``key`` (WeChat refused it); a newer token kept meanwhile stays."""

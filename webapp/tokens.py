@@ -136,7 +136,7 @@ def get_token(source: TokenSource, *, rejected: str | None = None, margin: timed
             token = secret_box.decrypt(row.token_enc)
             if token != rejected:
                 if kept is not None:
-                    kept.keep(key, token, _usable_until(row.fetched_at, row.expires_at, margin))
+                    kept.keep(key, token, _usable_until(row.fetched_at, row.expires_at, margin), now)
                 return token
         if row is None:
             if created:
@@ -154,7 +154,7 @@ def get_token(source: TokenSource, *, rejected: str | None = None, margin: timed
             if fetcher:
                 token, usable_until = _fetch_and_store(source, row.id, fetcher, margin)
                 if kept is not None:
-                    kept.keep(key, token, usable_until)
+                    kept.keep(key, token, usable_until, utcnow())
                 return token
             continue  # another caller took the lease (or stored a token) first: look again
         # Someone else is fetching: look again in a moment.
