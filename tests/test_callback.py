@@ -146,6 +146,27 @@ def test_key_rotation_accepts_the_previous_key_and_replies_with_it(app, echo_han
     assert label == "current" and "new key" in inner
 
 
+def test_a_configuration_saved_by_another_process_governs_the_next_push(make_app, echo_handler):
+    """This process holds the old Token and key: a push signed with them is refused once another
+    process stored new ones, and a push signed with the new ones is accepted at once."""
+    serving, other = make_app(), make_app()  # two apps on one database are two processes
+    handlers.table(serving).add("text", "", lambda message, configured: "got " + message.get("Content", ""))
+    configure(serving, wx_encrypt_mode="safe")
+    new_token, new_key = "rotatedToken1", generate_encoding_aes_key()
+    with serve(serving) as base:
+        assert post(base, event_xml("before", msg_id=11), "safe").status_code == 200  # the old one is held
+        configure(other, wx_encrypt_mode="safe", wx_token=new_token, wx_encoding_aes_key=new_key)
+        stale = post(base, event_xml("old token", msg_id=12), "safe")
+        fresh = post(base, event_xml("new token", msg_id=13), "safe", key=new_key, token=new_token)
+    assert stale.status_code == 403 and "Token" in stale.text
+    assert fresh.status_code == 200
+    inner, label = MessageCrypto(new_token, new_key, APPID).decrypt(parse_message(fresh.content)["Encrypt"])
+    assert label == "current" and "got new token" in inner
+    with serving.app_context():
+        outcomes = [attempt.outcome for attempt in recent_attempts(channel="mp") if attempt.kind == "message"]
+    assert outcomes.count("bad_signature") == 1, outcomes
+
+
 def test_official_vector_m1_through_the_route(make_app):
     """PROTOCOL.md's compatible-mode sample message, accepted by the real route."""
     app = make_app(CALLBACK_MAX_CLOCK_SKEW=10**10)

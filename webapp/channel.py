@@ -317,6 +317,19 @@ def for_version(version: tuple | None) -> Channel | None:
     return channel
 
 
+def held() -> tuple[tuple, Channel | None] | None:
+    """The channel this process decrypted last and its version ``(id, version)``, read from nothing.
+
+    For the WeChat callback, whose admission statement checks in the same round trip that this
+    version is still the stored one (:meth:`webapp.callback.store.Ledger.admit`) and which handles
+    the request again with :func:`for_version` when it is not. None when nothing is held yet.
+    """
+    found = runtime.state().channel.current()
+    if found is not None:
+        g.channel_checked = found[1]  # the rest of the request uses it; a stale one is replaced by for_version
+    return found
+
+
 class NotConfigured(LookupError):
     """No WeChat channel is configured yet: an administrator has not finished the set-up."""
 

@@ -69,6 +69,11 @@ class VersionedValue(Generic[T]):
             self._version, self._value = version, value
         return value
 
+    def current(self) -> tuple[Hashable, T | None] | None:
+        """The kept (version, value), without looking at the stored version; None before the first :meth:`get`."""
+        with self._lock:
+            return None if self._version is None else (self._version, self._value)
+
     def forget(self) -> None:
         """Build the value again on the next :meth:`get`."""
         with self._lock:

@@ -21,7 +21,8 @@ import time
 from webapp import channel as channel_config
 from webapp import metrics
 from webapp.callback import store
-from webapp.callback.services import Answer, admit, dispatch, fresh_timestamp, record, replay_key
+from webapp.callback.services import (Answer, CheckedChannel, admit, dispatch, fresh_timestamp, record, replay_key,
+                                      with_channel)
 from webapp.models import CHANNEL_QYWX, utcnow
 from webapp.wechat import MessageCrypto, check_msg_signature, parse_message
 from webapp.wechat.errors import CryptoError, InvalidSignature, ReceiveIdMismatch, XMLMessageError
@@ -137,17 +138,19 @@ def handle_message(args, body: bytes, remote_addr: str) -> Answer:
     Its database work runs on one connection of its own, as the Official Account's does.
     """
     with store.ledger() as ledger:
-        return _handle_message(ledger, args, body, remote_addr)
+        return with_channel(ledger, lambda checked: _handle_message(ledger, checked, args, body, remote_addr))
 
 
-def _handle_message(ledger: store.Ledger, args, body: bytes, remote_addr: str) -> Answer:
-    configured = channel_config.for_version(ledger.read(channel_config.CONFIG_VERSION_SQL))
+def _handle_message(ledger: store.Ledger, checked: CheckedChannel, args, body: bytes, remote_addr: str) -> Answer:
+    configured = checked.channel
     crypto = _configured_crypto(configured)
     if crypto is None:
+        checked.confirm()
         _record("POST", "not_configured", remote_addr)
         return Answer(404, NOT_CONFIGURED)
 
     def refuse(status: int, outcome: str, text: str) -> Answer:
+        checked.confirm()
         _record("POST", outcome, remote_addr, text)
         return Answer(status, text)
 
@@ -172,7 +175,7 @@ def _handle_message(ledger: store.Ledger, args, body: bytes, remote_addr: str) -
     if not fresh_timestamp(timestamp):
         return refuse(403, "stale_timestamp", "timestamp too far from the server's clock")
     kind, key = event_kind(message), dedupe_key(message)
-    admission, stored_reply = admit(ledger, timestamp, nonce, key, MODE, remote_addr, kind, CHANNEL_QYWX)
+    admission, stored_reply = admit(ledger, checked, timestamp, nonce, key, MODE, remote_addr, kind, CHANNEL_QYWX)
     metrics.callback_request("POST", {store.NEW: "ok", store.REPLAY: "replayed_nonce"}.get(admission, admission),
                              CHANNEL_QYWX)
     if admission == store.REPLAY:

@@ -141,21 +141,69 @@ def handle_message(args: dict, body: bytes, remote_addr: str) -> Answer:
     one) its reply, runs on one connection of its own (:mod:`webapp.callback.store`).
     """
     with store.ledger() as ledger:
-        return _handle_message(ledger, args, body, remote_addr)
+        return with_channel(ledger, lambda checked: _handle_message(ledger, checked, args, body, remote_addr))
 
 
-def _handle_message(ledger: store.Ledger, args: dict, body: bytes, remote_addr: str) -> Answer:
-    channel = channel_config.for_version(ledger.read(channel_config.CONFIG_VERSION_SQL))
-    if channel is None or channel.wx_type != CHANNEL_MP or not channel.wx_token:
-        record("POST", "not_configured", remote_addr=remote_addr)
-        return Answer(404, "No WeChat Official Account is configured on this service yet.")
+class StaleChannel(Exception):
+    """The configuration this process holds is no longer the stored one: the request starts over."""
+
+
+class CheckedChannel:
+    """The configuration a push is checked with, and the stored version it must still be when admitted.
+
+    The process's decrypted copy is used without reading the database; the admission statement
+    checks its version (:meth:`store.Ledger.admit`), and a refusal reads it first (:meth:`confirm`),
+    so that a stale copy never admits nor refuses a push: :class:`StaleChannel` starts it over.
+    """
+
+    def __init__(self, ledger: store.Ledger, held: tuple | None) -> None:
+        self._ledger = ledger
+        if held is None:
+            self.version = ledger.read(channel_config.CONFIG_VERSION_SQL)
+            self.channel = channel_config.for_version(self.version)
+            self._confirmed = True
+        else:
+            self.version, self.channel = held
+            self._confirmed = False
+
+    def confirm(self) -> None:
+        """Before a refusal: make sure the held configuration is the stored one, else raise StaleChannel."""
+        if not self._confirmed:
+            if self._ledger.read(channel_config.CONFIG_VERSION_SQL) != tuple(self.version):
+                raise StaleChannel
+            self._confirmed = True
+
+
+#: How many times a push starts over when the configuration changes while it is handled.
+_STARTS = 3
+
+
+def with_channel(ledger: store.Ledger, handle) -> Answer:
+    """``handle(CheckedChannel)`` with the process's copy of the configuration, again with the stored one if stale."""
+    held = channel_config.held()
+    for _ in range(_STARTS):
+        try:
+            return handle(CheckedChannel(ledger, held))
+        except StaleChannel:
+            held = None
+    return Answer(503, "the configuration is being changed: WeChat's retry of this push will be handled")
+
+
+def _handle_message(ledger: store.Ledger, checked: CheckedChannel, args: dict, body: bytes, remote_addr: str) -> Answer:
+    channel = checked.channel
     encrypted = args.get("encrypt_type", "raw").lower() == "aes"
     mode = "aes" if encrypted else "plain"
     timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
 
     def refuse(status: int, outcome: str, text: str, detail: str = "") -> Answer:
+        checked.confirm()
         record("POST", outcome, mode=mode, remote_addr=remote_addr, detail=detail or text)
         return Answer(status, text)
+
+    if channel is None or channel.wx_type != CHANNEL_MP or not channel.wx_token:
+        checked.confirm()
+        record("POST", "not_configured", remote_addr=remote_addr)
+        return Answer(404, "No WeChat Official Account is configured on this service yet.")
 
     if not (timestamp and nonce):
         return refuse(400, "missing_parameters", "timestamp and nonce are required")
@@ -194,7 +242,7 @@ def _handle_message(ledger: store.Ledger, args: dict, body: bytes, remote_addr: 
         return refuse(403, "stale_timestamp", "timestamp too far from the server's clock")
     summary = f"{message.get('MsgType', '?')}/{message.get('Event', '')}".rstrip("/")
     key = _dedupe_key(message)
-    admission, stored_reply = admit(ledger, timestamp, nonce, key, mode, remote_addr, summary)
+    admission, stored_reply = admit(ledger, checked, timestamp, nonce, key, mode, remote_addr, summary)
     metrics.callback_request("POST", {store.NEW: "ok", store.REPLAY: "replayed_nonce"}.get(admission, admission))
     if admission == store.REPLAY:
         return Answer(403, "this timestamp and nonce were already used: the request is a replay")
@@ -236,16 +284,19 @@ def _dedupe_key(message: dict) -> str:
 OK_LOG_INTERVAL = 10.0
 
 
-def admit(ledger: store.Ledger, timestamp: str, nonce: str, key: str, mode: str, remote_addr: str,
-          summary: str, channel: str = CHANNEL_MP) -> tuple[str, str | None]:
+def admit(ledger: store.Ledger, checked: CheckedChannel, timestamp: str, nonce: str, key: str, mode: str,
+          remote_addr: str, summary: str, channel: str = CHANNEL_MP) -> tuple[str, str | None]:
     """Use up the request's (timestamp, nonce) and record the event (see :meth:`store.Ledger.admit`).
 
     Returns (REPLAY, None) for a timestamp and nonce used before, (DUPLICATE, reply) for an event
-    WeChat already delivered (its reply is sent again), or (NEW, None). Replays and duplicates are
-    logged as attempts; accepted messages at most every :data:`OK_LOG_INTERVAL` seconds.
+    WeChat already delivered (its reply is sent again), or (NEW, None); raises :class:`StaleChannel`
+    (nothing written) when the configuration ``checked`` holds is no longer the stored one. Replays
+    and duplicates are logged as attempts; accepted messages at most every :data:`OK_LOG_INTERVAL` seconds.
     """
     now = utcnow()
-    admission, reply = ledger.admit(replay_key(timestamp, nonce), key, now)
+    admission, reply = ledger.admit(replay_key(timestamp, nonce), key, now, checked.version)
+    if admission == store.STALE:
+        raise StaleChannel
     if admission == store.NEW:
         logged = current_app.extensions.setdefault(f"callback_ok_logged_{channel}", [0.0])
         if time.monotonic() - logged[0] < OK_LOG_INTERVAL:

@@ -1,18 +1,20 @@
 """The callback's bookkeeping in the database, in as few statements as each database allows.
 
-Every push WeChat sends goes through here: the stored configuration's version is read, the
-request's (timestamp, nonce) is used up and the event's identity admitted. That is the whole of a
-callback's database work in the common case, so it runs on one pooled DBAPI connection in
-autocommit mode, without the ORM or a Core connection around it (their bookkeeping cost more than
-the statements themselves):
+Every push WeChat sends goes through here: the request's (timestamp, nonce) is used up and the
+event's identity admitted, both only while the stored configuration is still the version the push
+was checked with (the process's decrypted copy; a stale copy makes the caller read it again and
+start over). That is the whole of a callback's database work in the common case, so it runs on one
+pooled DBAPI connection in autocommit mode, without the ORM or a Core connection around it (their
+bookkeeping cost more than the statements themselves):
 
-- PostgreSQL: one statement uses up the replay key, admits the event and returns the reply stored
-  for an earlier delivery of it; it asks for no disk flush at commit (``synchronous_commit`` off for
-  that transaction only: a crash may forget the last instant of these records, which only lets a
-  WeChat retry through again; the handlers are idempotent).
-- SQLite: one ``INSERT ... ON CONFLICT DO NOTHING`` for each; each is a transaction of its own, so
-  the database's write lock is held only inside SQLite, never while Python code runs (a lock held
-  across Python code waits for the interpreter lock too, and makes the other processes poll).
+- PostgreSQL: one statement checks the version, uses up the replay key, admits the event and
+  returns the reply stored for an earlier delivery of it; it asks for no disk flush at commit
+  (``synchronous_commit`` off for that transaction only: a crash may forget the last instant of
+  these records, which only lets a WeChat retry through again; the handlers are idempotent).
+- SQLite: one ``INSERT ... ON CONFLICT DO NOTHING`` for each (the replay key's also checks the
+  version); each is a transaction of its own, so the database's write lock is held only inside
+  SQLite, never while Python code runs (a lock held across Python code waits for the interpreter
+  lock too, and makes the other processes poll).
 
 Nothing here keeps a transaction open, and nothing keeps a read snapshot open: on SQLite an open
 reader stops the write-ahead log from being checkpointed, and every commit then gets slower.
@@ -31,16 +33,31 @@ from flask import g
 from webapp.extensions import db
 from webapp.models import UTCDateTime
 
-#: Outcomes of :meth:`Ledger.admit`.
-NEW, DUPLICATE, REPLAY = "new", "duplicate", "replay"
+#: Outcomes of :meth:`Ledger.admit` (STALE: the configuration changed, nothing was written).
+NEW, DUPLICATE, REPLAY, STALE = "new", "duplicate", "replay", "stale"
+
+#: The stored configuration is still version (:config_id, :config_version): the first row's.
+_CURRENT_CONFIG = ("SELECT 1 FROM channel_config WHERE id = :config_id AND version = :config_version "
+                   "AND id = (SELECT min(id) FROM channel_config)")
 
 # Threads of one process wait their turn here rather than in SQLite, which makes a writer that finds
 # the database locked sleep and poll (1 ms, 2 ms, 5 ms...).
 _sqlite_statement_lock = threading.Lock()
 
+
+@lru_cache(maxsize=64)
+def _pyformat(sql: str) -> str:
+    """``:name`` parameters as psycopg spells them (``%(name)s``)."""
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql.replace("%", "%%"))
+
+
 _SQL = {
     "sqlite": {
         "guard": "INSERT INTO callback_replay_guard (replay_key, at) VALUES (:replay, :at) ON CONFLICT DO NOTHING",
+        "guard_current": "INSERT INTO callback_replay_guard (replay_key, at) SELECT :replay, :at FROM channel_config "
+                         "WHERE id = :config_id AND version = :config_version "
+                         "AND id = (SELECT min(id) FROM channel_config) ON CONFLICT DO NOTHING",
+        "current": _CURRENT_CONFIG,
         "event": "INSERT INTO callback_events (dedupe_key, received_at) VALUES (:key, :at) ON CONFLICT DO NOTHING",
         "reply": "SELECT reply FROM callback_events WHERE dedupe_key = :key",
         "save_reply": "UPDATE callback_events SET reply = :reply WHERE dedupe_key = :key",
@@ -50,12 +67,15 @@ _SQL = {
     },
     "postgresql": {
         # The final SELECT sees the table as it was before the statement: for a retry, the row (and
-        # reply) of the first delivery; for a new event, no row.
-        "admit": "WITH guard AS (INSERT INTO callback_replay_guard (replay_key, at) VALUES (%(replay)s, %(at)s) "
+        # reply) of the first delivery; for a new event, no row. Nothing is written unless the
+        # configuration is the expected version.
+        "admit": "WITH config AS (SELECT 1 FROM channel_config WHERE id = %(config_id)s "
+                 "AND version = %(config_version)s AND id = (SELECT min(id) FROM channel_config)), "
+                 "guard AS (INSERT INTO callback_replay_guard (replay_key, at) SELECT %(replay)s, %(at)s FROM config "
                  "ON CONFLICT DO NOTHING RETURNING 1), "
                  "event AS (INSERT INTO callback_events (dedupe_key, received_at) SELECT %(key)s, %(at)s FROM guard "
                  "ON CONFLICT DO NOTHING RETURNING 1) "
-                 "SELECT EXISTS (SELECT 1 FROM guard), EXISTS (SELECT 1 FROM event), "
+                 "SELECT EXISTS (SELECT 1 FROM config), EXISTS (SELECT 1 FROM guard), EXISTS (SELECT 1 FROM event), "
                  "(SELECT reply FROM callback_events WHERE dedupe_key = %(key)s), "
                  "set_config('synchronous_commit', 'off', true)",
         "guard": "INSERT INTO callback_replay_guard (replay_key, at) "
@@ -115,18 +135,24 @@ class Ledger:
         """Use up a request's (timestamp, nonce): True the first time, False for a replay."""
         return self._write("guard", {"replay": replay_key, "at": self._time(at)}) == 1
 
-    def admit(self, replay_key: str, dedupe_key: str, at: datetime) -> tuple[str, str | None]:
-        """Use up the replay key and admit the event: (NEW, None), (DUPLICATE, first reply) or (REPLAY, None)."""
+    def admit(self, replay_key: str, dedupe_key: str, at: datetime, config: tuple) -> tuple[str, str | None]:
+        """Use up the replay key and admit the event, if the stored configuration is still ``config``
+        (``(id, version)``): (NEW, None), (DUPLICATE, first reply), (REPLAY, None) or (STALE, None)."""
+        current = {"config_id": config[0], "config_version": config[1]}
         if self._sqlite:
-            if not self.consume(replay_key, at):
-                return REPLAY, None
+            if self._write("guard_current", {"replay": replay_key, "at": self._time(at), **current}) != 1:
+                self._cursor.execute(self._sql["current"], current)
+                return (REPLAY if self._cursor.fetchall() else STALE), None
             if self._write("event", {"key": dedupe_key, "at": self._time(at)}) == 1:
                 return NEW, None
             self._cursor.execute(self._sql["reply"], {"key": dedupe_key})
             rows = self._cursor.fetchall()
             return DUPLICATE, rows[0][0] if rows else None
-        self._cursor.execute(self._sql["admit"], {"replay": replay_key, "key": dedupe_key, "at": self._time(at)})
-        fresh, new, reply, _setting = self._cursor.fetchone()
+        self._cursor.execute(self._sql["admit"],
+                             {"replay": replay_key, "key": dedupe_key, "at": self._time(at), **current})
+        still_current, fresh, new, reply, _setting = self._cursor.fetchone()
+        if not still_current:
+            return STALE, None
         if not fresh:
             return REPLAY, None
         return (NEW, None) if new else (DUPLICATE, reply)
@@ -146,12 +172,6 @@ class Ledger:
         self._write("attempt", {"at": self._time(at), "method": method, "kind": kind, "outcome": outcome,
                                 "mode": mode, "remote_addr": remote_addr[:64], "detail": detail[:500],
                                 "channel": channel})
-
-
-@lru_cache(maxsize=64)
-def _pyformat(sql: str) -> str:
-    """``:name`` parameters as psycopg spells them (``%(name)s``)."""
-    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql.replace("%", "%%"))
 
 
 def current() -> Ledger | None:
