@@ -6,7 +6,8 @@ process and is shared by its threads (request threads, the delivery pool, the sc
 the HTTP session to WeChat, the delivery thread pool, the decrypted channel snapshot, the access
 tokens it last read, the delivery claim registry, the in-process scheduler and the "set-up is done"
 flag. Each part that threads share is guarded by a lock, and :meth:`ProcessState.shutdown` stops
-and closes them at the end of the process, so that a test or an embedding program can create and drop apps cleanly.
+and closes them at the end of the process, so that a test or an embedding program can create and
+drop apps cleanly.
 """
 from __future__ import annotations
 

@@ -42,6 +42,18 @@ def sign_in(page, base):
     expect(page).to_have_url(base + "/setup/wizard/channel")
 
 
+def signed_in_at_keys_step(page, app, base, channel_name, prerequisites_ready):
+    """An administrator signed in who chose ``channel_name`` and passed the prerequisites step
+    (once ``prerequisites_ready()`` expects what must be on it first): the page is the keys step."""
+    add_admin(app)
+    sign_in(page, base)
+    page.get_by_role("radio", name=channel_name).check()
+    page.get_by_role("button", name="Next").click()
+    prerequisites_ready()
+    page.get_by_role("button", name="Next").click()
+    expect(page).to_have_url(base + "/setup/wizard/keys")
+
+
 def test_official_account_from_first_run_to_a_delivered_test_message(page, service):
     app, base = service
     # First run: the new administrator lands in the wizard, not in an empty console.
@@ -158,14 +170,8 @@ def lambda_length(n):
 
 def test_wecom_with_a_wrong_trusted_domain_fixed_then_a_delivered_test_message(page, service):
     app, base = service
-    add_admin(app)
-    sign_in(page, base)
-    page.get_by_role("radio", name="WeCom (企业微信)").check()
-    page.get_by_role("button", name="Next").click()
-    expect(page.locator("#browser-checks [data-probe-url]")).to_have_count(3)
-    page.get_by_role("button", name="Next").click()
-
-    expect(page).to_have_url(base + "/setup/wizard/keys")
+    signed_in_at_keys_step(page, app, base, "WeCom (企业微信)",
+                           lambda: expect(page.locator("#browser-checks [data-probe-url]")).to_have_count(3))
     page.get_by_label("CorpID (企业ID)").fill(QY_CORPID)
     page.get_by_label("Secret of the application").fill(QY_CORPSECRET)
     page.get_by_label("AgentId of the application").fill("12")
@@ -261,13 +267,8 @@ def test_the_wizard_on_a_phone_and_in_chinese(browser, service):
 
 def test_generate_waits_for_its_script(page, service):
     app, base = service
-    add_admin(app)
-    sign_in(page, base)
-    page.get_by_role("radio", name="WeChat Official Account (公众号)").check()
-    page.get_by_role("button", name="Next").click()
-    expect(page.locator("#server-checks [data-probe-name=http]")).to_have_attribute("data-state", "ok")
-    page.get_by_role("button", name="Next").click()
-    expect(page).to_have_url(base + "/setup/wizard/keys")
+    signed_in_at_keys_step(page, app, base, "WeChat Official Account (公众号)", lambda: expect(
+        page.locator("#server-checks [data-probe-name=http]")).to_have_attribute("data-state", "ok"))
     page.route("**/static/js/wizard.js", lambda route: route.abort())
     page.reload()
     # The script has not arrived: the buttons it drives cannot be pressed into nothing.
